@@ -1,0 +1,1 @@
+"""Code shared by the ObjectDetection and Memorization stages."""

@@ -1,0 +1,29 @@
+"""User-facing errors: one line on stderr and a non-zero exit, never a traceback."""
+import sys
+import warnings
+
+
+class VPCError(Exception):
+    """Bad input or a missing prerequisite; the message tells the user what to do."""
+
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def warn(message):
+    """One-line warning on stderr (a skipped video, a fallback a user should know about)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def run_main(main, argv=None):
+    """Run a stage's ``main(argv)``; turn VPCError and Ctrl-C into one line and an exit code."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        return main(argv)
+    except VPCError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: finished files are kept, a rerun resumes", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED

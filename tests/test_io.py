@@ -1,0 +1,31 @@
+"""Atomic writes: an interrupted write leaves neither a partial file nor a temporary one."""
+import pytest
+
+from extra.io import atomic_path, load_pickle, save_pickle
+
+
+def test_atomic_path_renames_on_success(tmp_path):
+    target = tmp_path / "sub" / "result.h5"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".h5" and tmp != target
+        tmp.write_text("done")
+        assert not target.exists()
+    assert target.read_text() == "done"
+    assert list(target.parent.iterdir()) == [target]
+
+
+def test_atomic_path_leaves_nothing_when_interrupted(tmp_path):
+    target = tmp_path / "result.pt"
+    target.write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise KeyboardInterrupt
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_pickle_round_trip(tmp_path):
+    boxes = {"1": [[[1.0, 2.0, 3.0, 4.0, 0.9, 0.0]], []]}
+    save_pickle(boxes, tmp_path / "b.pickle")
+    assert load_pickle(tmp_path / "b.pickle") == boxes
