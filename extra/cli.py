@@ -29,7 +29,7 @@ def add_bool_flag(parser, name, default, help):
     parser.add_argument(name, type=str2bool, nargs="?", const=True, default=default, help=help)
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, like every other error of the project."""
 
     def error(self, message):
@@ -38,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 def base_parser(description):
     """Options every stage takes: dataset, clip length, paths and work_num (SPEC section 8)."""
-    parser = _Parser(description=description)
+    parser = OneLineErrorParser(description=description)
     parser.add_argument("--dataset", default="avenue",
                         help=f"one of: {', '.join(DATASETS)} (default avenue)")
     parser.add_argument("--work_num", type=int, default=-1,

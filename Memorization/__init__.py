@@ -1,0 +1,1 @@
+"""Memorization stage: CLIP features of objects and frames, patch memory banks, anomaly scores."""
