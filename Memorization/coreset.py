@@ -4,13 +4,9 @@ import warnings
 import torch
 from fastprogress.fastprogress import progress_bar
 
+from extra.device import default_device
 from extra.errors import VPCError
-
-BANK_ORDERS = ("subsample_then_concat", "concat_then_subsample")
-
-
-def default_device():
-    return "cuda" if torch.cuda.is_available() else "cpu"
+from Memorization.options import BANK_ORDERS
 
 
 def coreset_size(ratio, n_items):

@@ -7,15 +7,7 @@ device, so the rows can go straight into a memory bank or a nearest-neighbour se
 import torch.nn.functional as F
 
 from extra.errors import VPCError
-
-# Temporal patches are pooled over the 28 x 28 grid with "avg" when memorising ("train") and
-# "max" at inference ("test") in the published code (SPEC 4, "mismatched pooling"); the other
-# two modes are the Table 4 ablations.
-TEMPORAL_POOLING = {
-    "mismatched": {"train": "avg", "test": "max"},
-    "avg": {"train": "avg", "test": "avg"},
-    "max": {"train": "max", "test": "max"},
-}
+from Memorization.options import TEMPORAL_POOLING
 
 
 def temporal_pooling(stage, mode="mismatched"):

@@ -44,6 +44,11 @@ class DatasetSettings:
     backbone: str = "RN101"
     detector_classes: tuple = field(default=(0, 1, 2, 3, 7))  # COCO: person, bicycle, car, motorcycle, truck
     pool_for_sm: int = 4           # p: spatial patches on a (28 // p) x (28 // p) grid
+    # Evaluation with weights fixed in advance (not tuned on test labels): local = a1 S + (1-a1) T,
+    # total = b1 local + (1-b1) global, Gaussian smoothing sigma (0: none). Neutral defaults.
+    fixed_a1: float = 0.5
+    fixed_b1: float = 0.5
+    fixed_sigma: int = 0
 
 
 DATASETS = {

@@ -1,0 +1,230 @@
+"""CLIP's modified ResNet image encoder cut after layer3: the feature taps of SPEC section 3.
+
+Loading follows OpenAI's ``clip.load``: a model name resolves to CLIP's download cache
+(``~/.cache/clip/<file>.pt``, downloaded by clip's own code when missing), a path to a local file
+(OpenAI's TorchScript archive or a state dict); sizes are inferred from the weights; conv and
+linear weights are rounded to fp16 (``clip.model.convert_weights``). On CUDA the encoder then runs
+in fp16, on CPU in float32 with the rounded weights (SPEC section 10).
+
+Random weights are built only when asked for (``random_weights=True``) and say so in
+``.description``; a checkpoint saved from them keeps a marker, so it says so when loaded back.
+"""
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from clip import clip as clip_loader
+from clip.model import ModifiedResNet, convert_weights
+from torch import nn
+
+from extra.device import default_device
+from extra.errors import VPCError, warn
+from extra.io import atomic_path
+from Memorization.options import ARCHITECTURES
+
+# Key added to checkpoints saved from random weights (OpenAI's files never hold it).
+RANDOM_MARKER = "vpc_random_weights_seed"
+_KEPT_PREFIXES = ("conv1.", "bn1.", "conv2.", "bn2.", "conv3.", "bn3.", "layer1.", "layer2.", "layer3.")
+
+
+class ResNetTaps(nn.Module):
+    """Stem and layer1..layer3 of CLIP's ``ModifiedResNet``; forward returns (layer2, layer3) in float32.
+
+    Submodule names are CLIP's, so the state dict keys are OpenAI's ``visual.*`` keys without the
+    prefix. ``layer4`` and the attention pool are dropped as soon as the ResNet is constructed:
+    they are never loaded nor run.
+    """
+
+    def __init__(self, layers, width):
+        super().__init__()
+        # layer4 with a single block and a 1 x 1 attention pool: the smallest throw-away tail.
+        resnet = ModifiedResNet(layers=(*layers, 1), output_dim=width * 32, heads=width * 32 // 64,
+                                input_resolution=32, width=width)
+        for name in ("conv1", "bn1", "relu1", "conv2", "bn2", "relu2", "conv3", "bn3", "relu3",
+                     "avgpool", "layer1", "layer2", "layer3"):
+            setattr(self, name, getattr(resnet, name))
+        self.layers = tuple(layers)
+        self.width = width
+        self.name = _architecture_name(layers, width)
+        self.random_weights = False
+        self.description = f"CLIP {self.name}"
+        self.eval()                      # inference only: BatchNorm uses its running statistics
+
+    @property
+    def device(self):
+        return self.conv1.weight.device
+
+    def forward(self, x):
+        # Same sequence as ModifiedResNet.forward up to layer3 (input cast to the weights' dtype).
+        x = x.type(self.conv1.weight.dtype)
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.relu2(self.bn2(self.conv2(x)))
+        x = self.relu3(self.bn3(self.conv3(x)))
+        x = self.avgpool(x)
+        x = self.layer1(x)
+        layer2 = self.layer2(x)
+        layer3 = self.layer3(layer2)     # layer3's first block only reads its input (it has a downsample)
+        return layer2.float(), layer3.float()
+
+
+def _architecture_name(layers, width):
+    for name, architecture in ARCHITECTURES.items():
+        if architecture == (tuple(layers), width):
+            return name
+    return f"ResNet(layers={tuple(layers)}, width={width})"
+
+
+def _finish(model, device):
+    """CLIP's loader semantics: fp16 conv weights; fp16 compute on CUDA, float32 (rounded values) on CPU."""
+    device = torch.device(device or default_device())
+    if device.type == "cpu":
+        model.float()
+    return model.to(device).eval()
+
+
+def _fp16_rounded(model):
+    convert_weights(model)
+    return model
+
+
+def build_random(name="RN101", seed=0):
+    """The named architecture with PyTorch's default initialisation (seeded), fp16-rounded, on CPU."""
+    if name not in ARCHITECTURES:
+        raise VPCError(f"random weights take an architecture name ({', '.join(ARCHITECTURES)}), not {name!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ResNetTaps(*ARCHITECTURES[name])
+    _fp16_rounded(model)
+    _mark_random(model, seed, "")
+    return model
+
+
+def _mark_random(model, seed, source):
+    model.random_weights = True
+    model.random_seed = seed
+    model.description = f"CLIP {model.name} with RANDOM WEIGHTS (not pretrained, seed {seed}{source})"
+
+
+def load_backbone(name_or_path="RN101", device=None, random_weights=False, download_root=None, seed=0):
+    """CLIP ResNet feature taps, ready for inference on ``device`` (default: CUDA when available).
+
+    ``name_or_path``: RN50 | RN101 | RN50x4 | RN50x16 | RN50x64 (CLIP's cache, ``download_root`` or
+    ``~/.cache/clip``), or a local checkpoint file. ``random_weights=True``: the named architecture
+    with random weights drawn with ``seed``, no file needed (announced on stderr). The result has ``.description`` (print and record it)
+    and ``.random_weights``.
+    """
+    if random_weights:
+        model = build_random(str(name_or_path), seed)
+        warn(model.description)
+        return _finish(model, device)
+    path = resolve_weights(name_or_path, download_root)
+    model = model_from_state_dict(read_checkpoint(path), source=path)
+    if model.random_weights:
+        warn(model.description)
+    return _finish(model, device)
+
+
+def resolve_weights(name_or_path, download_root=None):
+    """A CLIP model name -> its file in CLIP's cache (downloaded by clip when missing); a path -> itself."""
+    name = str(name_or_path)
+    if name in clip_loader._MODELS and name not in ARCHITECTURES:
+        raise VPCError(f"{name} is a vision transformer; the features tap layer2/layer3 of a CLIP ResNet: "
+                       f"use one of {', '.join(ARCHITECTURES)}")
+    if name in ARCHITECTURES:
+        url = clip_loader._MODELS[name]
+        root = Path(download_root or os.path.expanduser("~/.cache/clip"))
+        target = root / os.path.basename(url)
+        existed = target.is_file()
+        try:
+            return Path(clip_loader._download(url, str(root)))
+        except Exception as error:   # no network, checksum mismatch, unwritable cache: all say the same
+            problem = "do not match CLIP's checksum" if existed else "are missing"
+            raise VPCError(f"CLIP {name} weights {problem} and the download failed ({_one_line(error)}): "
+                           f"put {target.name} ({url}) at {target}, or pass --clip_weights PATH") from None
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise VPCError(f"CLIP weights {name!r} are neither a model name ({', '.join(ARCHITECTURES)}) "
+                       f"nor an existing file")
+    return path
+
+
+def _one_line(error):
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:200]
+
+
+def read_checkpoint(path):
+    """State dict of OpenAI's TorchScript archive, or of a file saved with ``torch.save(state_dict)``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # torch.jit's deprecation notices
+            return torch.jit.load(str(path), map_location="cpu").state_dict()
+    except RuntimeError:
+        pass                                          # not a TorchScript archive: as clip.load, try a state dict
+    try:
+        state_dict = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise VPCError(f"cannot read {path} as a CLIP checkpoint (TorchScript archive or state dict): "
+                       f"{_one_line(error)}") from None
+    if not isinstance(state_dict, dict):
+        raise VPCError(f"{path} holds a {type(state_dict).__name__}, not a state dict of CLIP weights")
+    return state_dict
+
+
+def visual_state_dict(state_dict, source="checkpoint"):
+    """The image encoder's weights without the ``visual.`` prefix (full CLIP or visual-only dicts)."""
+    if any(k.startswith("visual.") for k in state_dict):
+        visual = {k[len("visual."):]: v for k, v in state_dict.items() if k.startswith("visual.")}
+    else:
+        visual = dict(state_dict)
+    if "proj" in visual or "class_embedding" in visual:
+        raise VPCError(f"{source} holds a CLIP vision transformer; the features need a CLIP ResNet "
+                       f"({', '.join(ARCHITECTURES)})")
+    if "layer1.0.conv1.weight" not in visual:
+        raise VPCError(f"{source} is not a CLIP ResNet state dict (no 'visual.layer1.0.conv1.weight' "
+                       f"nor 'layer1.0.conv1.weight' key)")
+    return visual
+
+
+def infer_architecture(visual):
+    """(blocks of layer1..layer3, width) as clip.model.build_model infers them from the keys."""
+    layers = tuple(len({k.split(".")[1] for k in visual if k.startswith(f"layer{b}.")}) for b in (1, 2, 3))
+    return layers, visual["layer1.0.conv1.weight"].shape[0]
+
+
+def model_from_state_dict(state_dict, source="checkpoint"):
+    """Build the taps from a CLIP state dict: sizes inferred, fp16-rounded, on CPU in the stored dtypes."""
+    visual = visual_state_dict(state_dict, source)
+    model = _fp16_rounded(ResNetTaps(*infer_architecture(visual)))
+    kept = {k: v for k, v in visual.items() if k.startswith(_KEPT_PREFIXES)}
+    try:
+        result = model.load_state_dict(kept, strict=False)
+    except RuntimeError as error:
+        raise VPCError(f"{source} does not fit a CLIP {model.name} encoder: {_one_line(error)}") from None
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing:
+        raise VPCError(f"{source} lacks {len(missing)} weights of the encoder up to layer3 "
+                       f"(first: visual.{missing[0]})")
+    model.description = f"CLIP {model.name} (pretrained weights from {source})"
+    if RANDOM_MARKER in state_dict:
+        _mark_random(model, int(state_dict[RANDOM_MARKER]), f", from {source}")
+    return model
+
+
+def save_checkpoint(model, path):
+    """Write ``model``'s weights as OpenAI's state dict keys (``visual.*``, fp16 conv weights).
+
+    The file loads back through ``load_backbone(path)``; weights of a random model carry
+    ``RANDOM_MARKER`` so they keep saying so.
+    """
+    fp16_keys = {f"{name}.{key}" for name, module in model.named_modules()
+                 if isinstance(module, (nn.Conv2d, nn.Linear)) for key, _ in module.named_parameters()}
+    # Conv weights in half precision as OpenAI stores them (their values are already fp16-rounded).
+    state = {f"visual.{key}": (tensor.half() if key in fp16_keys else tensor).detach().cpu().clone()
+             for key, tensor in model.state_dict().items()}
+    if model.random_weights:
+        state[RANDOM_MARKER] = torch.tensor(model.random_seed)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
