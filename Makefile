@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO ?= demo
 DEMO_ARGS := --dataset=avenue --data_root=$(DEMO)/data --work_dir=$(DEMO)/work
+# The demo uses CLIP's pretrained RN101 when it is in CLIP's cache; otherwise it asks for random
+# weights explicitly, and every result it prints and saves says so.
+CLIP_CACHE ?= $(HOME)/.cache/clip
+DEMO_WEIGHTS := $(if $(wildcard $(CLIP_CACHE)/RN101.pt),,--random_weights)
 
 .PHONY: install test demo clean-demo
 
@@ -22,7 +26,8 @@ test: install
 demo: install
 	$(PY) -m extra.make_demo --out $(DEMO)/data --seed 0 --skip_existing
 	$(PY) ObjectDetection/run.py $(DEMO_ARGS) --detector=motion
-	$(PY) Memorization/run.py $(DEMO_ARGS)
+	@$(if $(DEMO_WEIGHTS),echo "No $(CLIP_CACHE)/RN101.pt: the demo runs CLIP with RANDOM weights (see README, Weights).")
+	$(PY) Memorization/run.py $(DEMO_ARGS) $(DEMO_WEIGHTS)
 
 clean-demo:
 	rm -rf $(DEMO)
