@@ -21,6 +21,8 @@ SIGMAS = tuple(range(20))
 # From integers, so 0.7 is the double nearest to 0.7 (repeated "- 0.1" would drift).
 WEIGHTS = tuple((10 - i) / 10 for i in range(11))
 # Per-bank and per-stream scores; the global stream is the high-level bank alone.
+# File names of a run's saved evaluation, inside its results folder.
+SCORES_FILE, RESULTS_FILE = "scores.npz", "results.json"
 STREAMS = ("spatial", "temporal", "local", "highlevel", "total")
 STREAM_TITLES = {
     "spatial": "spatial",

@@ -19,7 +19,8 @@ from extra.provenance import check_record, read_h5_record, read_sidecar_record, 
 from extra.workdir import WorkDir, clip_key
 from Memorization.coreset import build_memory_bank
 from Memorization.evaluation import (
-    FusionWeights, complement, evaluate, format_results, fused_per_video, make_video_scores, save_results,
+    RESULTS_FILE, SCORES_FILE, FusionWeights, complement, evaluate, format_results, fused_per_video,
+    make_video_scores, save_results,
 )
 from Memorization.options import BANKS, bank_record
 from Memorization.features import backbone_record, extract_split_features, is_placeholder
@@ -172,9 +173,8 @@ def run_memorization(context, options):
     metadata = {"dataset": settings.name, "consecutive": d, **asdict(options),
                 **fields, "bank_sizes": {b: int(banks[b].shape[0]) for b in BANKS},
                 "device": device, "seconds": round(time.time() - started, 1)}
-    tag = "_".join(f"{bank}{options.ratios[bank]}" for bank in BANKS)
-    out = work.results(options.cnl_pool)
-    save_results(out / f"scores_{tag}.npz", out / f"results_{tag}.json", scores, results, metadata,
+    out = work.results(options.cnl_pool) / "_".join(f"{bank}{float(options.ratios[bank])}" for bank in BANKS)
+    save_results(out / SCORES_FILE, out / RESULTS_FILE, scores, results, metadata,
                  fused=fused_per_video(scores, weights))
     print(format_results(results, metadata), flush=True)
     print(f"scores and results: {out}", flush=True)

@@ -80,7 +80,7 @@ def test_full_run_writes_the_published_layout(stage, capsys):
     assert highlevel.shape == (12, 1536)
     assert "WARNING: made with random (not pretrained) weights" in output.out
     assert "RANDOM WEIGHTS" in output.err
-    results = json.loads(next(work.results(32).glob("results_*.json")).read_text())
+    results = json.loads((work.results(32) / "spatial1.0_temporal1.0_highlevel0.5" / "results.json").read_text())
     assert results["metadata"]["random_weights"] is True
     assert results["results"]["n_frames"] == 2 * 12            # the 13th frame of each video has no clip
     for stream in ("spatial", "temporal", "local", "highlevel", "total"):
@@ -132,3 +132,17 @@ def test_command_line_errors_are_one_line(tmp_path, cwd, script):
     unknown = subprocess.run([sys.executable, script, "--dataset=ped2"], cwd=cwd, capture_output=True, text=True)
     assert (unknown.returncode, unknown.stderr) == (2, "error: unknown dataset 'ped2'; choose one of: "
                                                        "avenue, shanghai, iitb\n")
+
+
+def test_saved_scores_evaluate_again_without_features(stage, capsys):
+    root, args = stage
+    run_and_capture(capsys, args)
+    from Memorization.evaluate import main as evaluate_main
+
+    folder = WorkDir(root / "work", "avenue").results(32) / "spatial1.0_temporal1.0_highlevel0.5"
+    saved = json.loads((folder / "results.json").read_text())["results"]
+    assert evaluate_main([str(folder)]) == 0
+    again = capsys.readouterr().out
+    assert f"| total (local+global) | {100 * saved['protocol']['total']['auroc']:.2f} |" in again
+    assert evaluate_main([str(folder), "--fixed_a1=1.0", "--fixed_sigma=3"]) == 0
+    assert "fixed weights (chosen in advance): a1=1.0, a2=0.0, b1=0.5, b2=0.5, sigma=3" in capsys.readouterr().out
