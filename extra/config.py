@@ -74,3 +74,7 @@ DATASETS = {
         cnl_pool=64, coreset_ratio=0.1, power_n=1,
     ),
 }
+
+# Object detector weights: a YOLOv5 release name (looked up in, or downloaded to, torch's hub
+# cache) or a local checkpoint file. The paper uses YOLOv5-L.
+yolo_weights = "yolov5l"
