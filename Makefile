@@ -24,7 +24,7 @@ test: install
 	$(PY) -m pytest
 
 demo: install
-	$(PY) -m extra.make_demo --out $(DEMO)/data --seed 0 --skip_existing
+	$(PY) -m extra.make_demo --out $(DEMO)/data --seed 0 --n_train 2 --n_test 4 --n_frames 60 --skip_existing
 	$(PY) ObjectDetection/run.py $(DEMO_ARGS) --detector=motion
 	@$(if $(DEMO_WEIGHTS),echo "No $(CLIP_CACHE)/RN101.pt: the demo runs CLIP with RANDOM weights (see README, Weights).")
 	$(PY) Memorization/run.py $(DEMO_ARGS) $(DEMO_WEIGHTS)
