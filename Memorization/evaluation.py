@@ -6,6 +6,7 @@ vectors, one of each per test video in video order, so a saved result can be re-
 without features or memory banks.
 """
 import json
+import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -331,7 +332,9 @@ def format_results(results, metadata=None):
     if metadata.get("random_weights"):
         lines += ["> **WARNING: made with random (not pretrained) weights; "
                   "these numbers say nothing about the method.**", ""]
-    lines += [f"- {key}: {value}" for key, value in metadata.items()]
+    if metadata:
+        settings = ", ".join(f"{key}={value}" for key, value in metadata.items())
+        lines += textwrap.wrap(f"settings: {settings}", width=100, break_on_hyphens=False) + [""]
     lines += [f"- test videos: {results['n_videos']}, frames: {results['n_frames']}, "
               f"anomalous frames: {results['n_anomalous_frames']}", ""]
     lines += ["Published protocol (weights and sigma tuned on the test labels, as the paper's "
