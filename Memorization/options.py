@@ -26,6 +26,9 @@ TEMPORAL_POOLING = {
 }
 # A coreset per training video then concatenation (published), or one coreset of everything.
 BANK_ORDERS = ("subsample_then_concat", "concat_then_subsample")
+# Channel compression of the local features to c' channels: split pooling (published), or the
+# Table 3 ablations, the first c' channels ("head") or c' channels drawn at random ("random").
+COMPRESSIONS = ("split", "head", "random")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class MemorizationOptions:
     absolute_difference: bool = False
     bank_order: str = BANK_ORDERS[0]
     normalization: str = NORMALIZATIONS[0]
+    compression: str = COMPRESSIONS[0]
+    compression_seed: int = 0       # the "random" compression's channel draw
     backbone: str = "RN101"         # architecture name, or a weights file
     random_weights: bool = False
     save_feature: bool = True
@@ -52,6 +57,62 @@ class MemorizationOptions:
     fixed_b1: float = 0.5
     fixed_sigma: int = 0
 
+    @property
+    def local_folder(self):
+        return local_folder(self.cnl_pool, self.compression)
+
+    @property
+    def global_folder(self):
+        return global_folder(self.cnl_pool, self.normalization)
+
+
+def local_folder(cnl_pool, compression):
+    """Name of the l_features/<dataset>/ folder: c' for split pooling (the authors' path),
+    c'_<compression> for the ablations, so their features and banks never meet the default's."""
+    return str(cnl_pool) if compression == COMPRESSIONS[0] else f"{cnl_pool}_{compression}"
+
+
+def global_folder(cnl_pool, normalization):
+    """Name of the g_features/<dataset>/ folder: c' (the authors' path, although the global stream
+    does not depend on c' nor on the compression), c'_<normalization> for CLIP's normalisation."""
+    return str(cnl_pool) if normalization == NORMALIZATIONS[0] else f"{cnl_pool}_{normalization}"
+
+
+def compression_record(compression, seed):
+    """What local features record about their compression: nothing for the published split
+    pooling (so the authors' files and earlier ones still match), the mode (and draw) otherwise."""
+    if compression == COMPRESSIONS[0]:
+        return {}
+    if compression == "random":
+        return {"compression": compression, "compression_seed": seed}
+    return {"compression": compression}
+
+
+def ablation_tags(options, bank=None):
+    """Short names of the ablation switches set away from the published method, in a fixed order.
+
+    With ``bank``, only those that bank's file name needs: the ones it depends on that its folder
+    (``local_folder`` / ``global_folder``) does not already tell.
+    """
+    tags = []
+    if bank is None and options.compression != COMPRESSIONS[0]:
+        tags.append(options.compression)
+    if bank is None and options.normalization != NORMALIZATIONS[0]:
+        tags.append(f"{options.normalization}norm")
+    if bank in (None, "temporal"):
+        if options.temporal_pooling != "mismatched":
+            tags.append(f"{options.temporal_pooling}pool")
+        if options.absolute_difference:
+            tags.append("absdiff")
+    if options.bank_order != BANK_ORDERS[0]:
+        tags.append("concatfirst")
+    return tags
+
+
+def results_name(options):
+    """Folder name of a run's results: the three ratios, then the ablation tags (none by default)."""
+    return "_".join([f"{bank}{float(options.ratios[bank])}" for bank in BANKS] + ablation_tags(options))
+
 
 def bank_record(bank, options, consecutive, dataset, backbone_fields):
     """The settings a memory bank depends on (recorded beside it)."""
@@ -61,7 +122,7 @@ def bank_record(bank, options, consecutive, dataset, backbone_fields):
     if bank == "highlevel":
         record["normalization"] = options.normalization
     else:
-        record["cnl_pool"] = options.cnl_pool
+        record.update(cnl_pool=options.cnl_pool, **compression_record(options.compression, options.compression_seed))
     if bank == "spatial":
         record["pool_for_sm"] = options.pool_for_sm
     if bank == "temporal":

@@ -8,7 +8,6 @@ import time
 from dataclasses import asdict
 
 import h5py
-import numpy as np
 import torch
 
 from extra.datasets import list_videos, load_ground_truth, scan_split, usable_videos
@@ -22,7 +21,7 @@ from Memorization.evaluation import (
     RESULTS_FILE, SCORES_FILE, FusionWeights, complement, evaluate, format_results, fused_per_video,
     make_video_scores, save_results,
 )
-from Memorization.options import BANKS, bank_record
+from Memorization.options import BANKS, ablation_tags, bank_record, results_name
 from Memorization.features import backbone_record, extract_split_features, is_placeholder
 from Memorization.patches import highlevel_patches, spatial_patches, temporal_patches, temporal_pooling
 from Memorization.scoring import clip_scores, frame_scores, object_scores
@@ -51,16 +50,31 @@ def stack_objects(local_clips):
     return (torch.cat(present) if present else None), counts
 
 
-def video_patches(local_clips, global_clips, options, stage):
-    """The patches of one video for each bank (training) or for scoring (test), stage 'train' | 'test'."""
-    objects, _ = stack_objects(local_clips)
-    pooling = temporal_pooling(stage, options.temporal_pooling)
-    empty = torch.zeros(0, options.cnl_pool)
-    return {
-        "spatial": empty if objects is None else spatial_patches(objects, options.pool_for_sm),
-        "temporal": empty if objects is None else temporal_patches(objects, pooling, options.absolute_difference),
-        "highlevel": torch.cat([highlevel_patches(gf) for gf in global_clips]),
-    }
+def video_patches(local_clips, global_clips, options, stage, banks=BANKS):
+    """The patches of one video for each of ``banks`` (training) or for scoring (test), stage 'train' | 'test'.
+
+    Only the clips the banks need are read: ``local_clips`` for spatial / temporal,
+    ``global_clips`` for high-level (the other may be None).
+    """
+    patches = {}
+    if "spatial" in banks or "temporal" in banks:
+        objects, _ = stack_objects(local_clips)
+        empty = torch.zeros(0, options.cnl_pool)
+        if "spatial" in banks:
+            patches["spatial"] = empty if objects is None else spatial_patches(objects, options.pool_for_sm)
+        if "temporal" in banks:
+            pooling = temporal_pooling(stage, options.temporal_pooling)
+            patches["temporal"] = (empty if objects is None
+                                   else temporal_patches(objects, pooling, options.absolute_difference))
+    if "highlevel" in banks:
+        patches["highlevel"] = torch.cat([highlevel_patches(gf) for gf in global_clips])
+    return patches
+
+
+def read_video_features(work, options, split, video_name, local=True, glob=True):
+    """A video's local clips (options' compression) and global clips (options' normalisation); None where not asked."""
+    return (read_clip_arrays(work.local_features(options.local_folder, split, video_name))[0] if local else None,
+            read_clip_arrays(work.global_features(options.global_folder, split, video_name))[0] if glob else None)
 
 
 # --- memory banks ---------------------------------------------------------------------------------
@@ -73,21 +87,38 @@ def load_bank(path, record):
     return bank
 
 
+def bank_path(work, bank, options):
+    """A bank's file: the authors' name for the published settings, a distinct one for ablations."""
+    folder = options.global_folder if bank == "highlevel" else options.local_folder
+    return work.memory_bank(bank, folder, options.ratios[bank], "_".join(ablation_tags(options, bank)))
+
+
+def training_patches(train_videos, work, options, banks=BANKS):
+    """{bank: [patches of each training video]} for each of ``banks``, read from the training features."""
+    per_video = {bank: [] for bank in banks}
+    needs_local = "spatial" in banks or "temporal" in banks
+    for video in train_videos:
+        local, glob = read_video_features(work, options, "train", video.name, needs_local, "highlevel" in banks)
+        for bank, patches in video_patches(local, glob, options, "train", banks).items():
+            per_video[bank].append(patches)
+    return per_video
+
+
+def memorise(per_video_patches, bank, options):
+    """One memory bank (on the CPU) from its per-video training patches, with the options' ratio and order."""
+    print(f"memorising {bank} patches (coreset ratio {options.ratios[bank]}, {options.bank_order})", flush=True)
+    return build_memory_bank(per_video_patches, options.ratios[bank], order=options.bank_order,
+                             random_projection=options.random_projection, eps=options.eps_coreset,
+                             seed=options.seed).cpu()
+
+
 def make_banks(train_videos, work, options, consecutive, dataset, backbone_fields):
     """Build the three banks from the training features and save them with their records."""
-    per_video = {bank: [] for bank in BANKS}
-    for video in train_videos:
-        local, _ = read_clip_arrays(work.local_features(options.cnl_pool, "train", video.name))
-        glob, _ = read_clip_arrays(work.global_features(options.cnl_pool, "train", video.name))
-        for bank, patches in video_patches(local, glob, options, "train").items():
-            per_video[bank].append(patches)
+    per_video = training_patches(train_videos, work, options)
     banks = {}
     for bank in BANKS:
-        print(f"memorising {bank} patches (coreset ratio {options.ratios[bank]})", flush=True)
-        banks[bank] = build_memory_bank(per_video[bank], options.ratios[bank], order=options.bank_order,
-                                        random_projection=options.random_projection, eps=options.eps_coreset,
-                                        seed=options.seed).cpu()
-        path = work.memory_bank(bank, options.cnl_pool, options.ratios[bank])
+        banks[bank] = memorise(per_video[bank], bank, options)
+        path = bank_path(work, bank, options)
         with atomic_path(path) as tmp:
             torch.save(banks[bank], tmp)
         write_sidecar_record(path, bank_record(bank, options, consecutive, dataset, backbone_fields))
@@ -129,7 +160,7 @@ def run_memorization(context, options):
     test_all = scan_split(settings, context.data_root, "test")
     labels = load_ground_truth(settings, context.data_root, test_all)
     test_videos = usable_videos(test_all, d)
-    bank_paths = {bank: work.memory_bank(bank, options.cnl_pool, options.ratios[bank]) for bank in BANKS}
+    bank_paths = {bank: bank_path(work, bank, options) for bank in BANKS}
 
     backbone = None
     if options.save_feature or options.save_memory:
@@ -146,7 +177,8 @@ def run_memorization(context, options):
     if options.save_memory and not reusable:
         train_videos = list_videos(settings, context.data_root, "train", d)
         extract_split_features(train_videos, "train", work, backbone, settings, d, options.cnl_pool,
-                               options.normalization, options.overwrite)
+                               options.normalization, options.overwrite, (options.compression,),
+                               options.compression_seed)
         banks = make_banks(train_videos, work, options, d, settings.name, fields)
     else:
         missing = [str(p) for p in bank_paths.values() if not p.is_file()]
@@ -158,12 +190,10 @@ def run_memorization(context, options):
 
     if options.save_feature:
         extract_split_features(test_videos, "test", work, backbone, settings, d, options.cnl_pool,
-                               options.normalization, options.overwrite)
-    per_video = []
-    for video in test_videos:
-        local, _ = read_clip_arrays(work.local_features(options.cnl_pool, "test", video.name))
-        glob, _ = read_clip_arrays(work.global_features(options.cnl_pool, "test", video.name))
-        per_video.append(score_video(local, glob, banks, options, settings.power_n, d, device))
+                               options.normalization, options.overwrite, (options.compression,),
+                               options.compression_seed)
+    per_video = [score_video(*read_video_features(work, options, "test", video.name), banks, options,
+                             settings.power_n, d, device) for video in test_videos]
 
     scores = make_video_scores(*(list(stream) for stream in zip(*per_video)),
                                [labels[v.name] for v in test_videos], names=[v.name for v in test_videos])
@@ -173,7 +203,7 @@ def run_memorization(context, options):
     metadata = {"dataset": settings.name, "consecutive": d, **asdict(options),
                 **fields, "bank_sizes": {b: int(banks[b].shape[0]) for b in BANKS},
                 "device": device, "seconds": round(time.time() - started, 1)}
-    out = work.results(options.cnl_pool) / "_".join(f"{bank}{float(options.ratios[bank])}" for bank in BANKS)
+    out = work.results(options.cnl_pool) / results_name(options)
     save_results(out / SCORES_FILE, out / RESULTS_FILE, scores, results, metadata,
                  fused=fused_per_video(scores, weights))
     print(format_results(results, metadata), flush=True)
@@ -188,7 +218,7 @@ def backbone_fields(backbone, work, options, test_videos):
         return backbone_record(backbone)
     if not test_videos:
         raise VPCError("no test video gives a clip")
-    path = work.local_features(options.cnl_pool, "test", test_videos[0].name)
+    path = work.local_features(options.local_folder, "test", test_videos[0].name)
     if not path.is_file():
         raise VPCError(f"features not found: {path}; run without --save_feature=False to extract them")
     with h5py.File(path, "r") as f:

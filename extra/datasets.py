@@ -220,6 +220,15 @@ def intervals_to_labels(intervals, n_frames):
     return labels
 
 
+def intervals_from_labels(labels):
+    """0/1 labels -> 2 x K int array of 1-based inclusive [start; end] runs of ones."""
+    padded = np.concatenate(([0], np.asarray(labels, np.int8), [0]))
+    changes = np.diff(padded)
+    starts = np.flatnonzero(changes == 1) + 1
+    ends = np.flatnonzero(changes == -1)
+    return np.stack([starts, ends]).astype(np.int64)
+
+
 def _avenue_labels(path, videos):
     from scipy.io import loadmat
 

@@ -32,7 +32,7 @@ from fastprogress import progress_bar
 from scipy.io import savemat
 
 from extra.cli import OneLineErrorParser, add_bool_flag, dataset_settings
-from extra.datasets import SPLITS, split_dir
+from extra.datasets import SPLITS, intervals_from_labels, split_dir
 from extra.errors import VPCError, run_main
 
 ANOMALY_KINDS = ("running", "wrong_way", "object", "thrown")
@@ -259,15 +259,6 @@ def anomaly_labels(movers, n_frames, width, height):
             for t in range(max(mover.start, 0), min(mover.end, n_frames - 1) + 1):
                 labels[t] |= is_visible(mover, t, width, height)
     return labels
-
-
-def intervals_from_labels(labels):
-    """0/1 labels -> 2 x K int array of 1-based inclusive [start; end] runs of ones."""
-    padded = np.concatenate(([0], np.asarray(labels, np.int8), [0]))
-    changes = np.diff(padded)
-    starts = np.flatnonzero(changes == 1) + 1
-    ends = np.flatnonzero(changes == -1)
-    return np.stack([starts, ends]).astype(np.int64)
 
 
 # --- planning the videos ------------------------------------------------------------------------

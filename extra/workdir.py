@@ -41,10 +41,16 @@ class WorkDir:
     def global_features(self, cnl_pool, split, video_name):
         return self.global_dir(cnl_pool) / "visual" / split / f"{video_name}_video_features.h5"
 
-    def memory_bank(self, bank, cnl_pool, ratio):
-        """bank: 'spatial' | 'temporal' (local stream) | 'highlevel' (global stream)."""
+    def memory_bank(self, bank, cnl_pool, ratio, variant=""):
+        """bank: 'spatial' | 'temporal' (local stream) | 'highlevel' (global stream); a non-empty
+        ``variant`` (ablation settings) is appended to the authors' file name."""
         folder = self.global_dir(cnl_pool) if bank == "highlevel" else self.local_dir(cnl_pool)
-        return folder / f"{bank}_memory_bank_{float(ratio)}.pt"
+        suffix = f"_{variant}" if variant else ""
+        return folder / f"{bank}_memory_bank_{float(ratio)}{suffix}.pt"
 
     def results(self, cnl_pool):
         return self.root / "results" / self.dataset / str(cnl_pool)
+
+    def reproduce(self, cnl_pool):
+        """The table runner's cache: one folder of scores and results per configuration."""
+        return self.root / "reproduce" / self.dataset / str(cnl_pool)

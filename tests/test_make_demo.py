@@ -9,7 +9,8 @@ from scipy.io import loadmat
 from extra.config import DATASETS
 from extra.datasets import intervals_to_labels, load_ground_truth, scan_split
 from extra.errors import VPCError, run_main
-from extra.make_demo import (Mover, anomaly_labels, anomaly_schedule, intervals_from_labels, load_manifest, main,
+from extra.datasets import intervals_from_labels
+from extra.make_demo import (Mover, anomaly_labels, anomaly_schedule, load_manifest, main,
                              make_demo, mover_mask, plan_video, render_background, render_frame, throw_duration)
 
 TINY = dict(n_train=2, n_test=4, n_frames=13, width=96, height=64)
