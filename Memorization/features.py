@@ -7,7 +7,6 @@ objects keeps the detector's placeholder (a one-element zero array) in the local
 (``extraction_time``), which the table runner turns into frames per second.
 """
 import json
-import platform
 import time
 from contextlib import ExitStack
 
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 
 from extra.datasets import normalize_frame
+from extra.device import device_description
 from extra.errors import VPCError
 from extra.io import atomic_path
 from extra.provenance import check_record, read_h5_record, write_h5_record
@@ -160,19 +160,6 @@ def global_features(frames, backbone, normalization="published"):
 
 def backbone_record(backbone):
     return {"backbone": backbone.name, "random_weights": bool(backbone.random_weights)}
-
-
-def device_description(device):
-    """The device in words, for timings: the CUDA device's name, or the CPU model and its threads."""
-    if torch.device(device).type == "cuda":
-        return f"CUDA {torch.cuda.get_device_name(torch.device(device))}"
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {model} ({torch.get_num_threads()} threads)"
 
 
 def _write_timing(h5_file, seconds, device):

@@ -43,7 +43,7 @@ from Memorization.evaluation import (  # noqa: E402
     RESULTS_FILE, SCORES_FILE, STREAM_TITLES, FusionWeights, fused_per_video, load_results, micro_auroc,
 )
 from Memorization.features import LOCAL_GRID, is_placeholder  # noqa: E402
-from Memorization.options import BANKS, bank_record, results_name  # noqa: E402
+from Memorization.options import BANKS, bank_record, figures_folder, results_folder  # noqa: E402
 from Memorization.patches import highlevel_patches, spatial_patches, temporal_patches, temporal_pooling  # noqa: E402
 from Memorization.pipeline import bank_path, load_bank  # noqa: E402
 from Memorization.run import build_parser, options_from_args  # noqa: E402
@@ -151,15 +151,6 @@ def rows_per_object(bank, options, d):
 
 
 # --- files of the run -----------------------------------------------------------------------------
-
-def figures_dir(work):
-    return work.root / "figures" / work.dataset
-
-
-def results_folder(work, options):
-    """The folder run.py writes the run's scores into."""
-    return work.results(options.cnl_pool) / results_name(options)
-
 
 def load_run(work, options, consecutive):
     """The run's saved scores, results and metadata (Memorization/evaluation.py's SavedEvaluation)."""
@@ -466,7 +457,7 @@ def make_figures(context, options, which=FIGURES, n_top=6, n_normal=3, tsne_poin
         raise VPCError(f"--tsne_points {tsne_points} is too few for a t-SNE: use 10 or more")
     work = WorkDir(context.work_dir, context.settings.name)
     saved = load_run(work, options, context.consecutive)
-    out_dir = figures_dir(work)
+    out_dir = figures_folder(work, options)
     written = []
     if "scores" in which:
         written += score_figures(saved, out_dir, context.settings.name)
@@ -496,7 +487,8 @@ def main(argv=None):
     context = resolve_context(args)
     options = options_from_args(args, context.settings)
     written = make_figures(context, options, args.figures, args.top_clips, args.normal_clips, args.tsne_points)
-    print(f"{len(written)} figures in {figures_dir(WorkDir(context.work_dir, context.settings.name))}", flush=True)
+    print(f"{len(written)} figures in {figures_folder(WorkDir(context.work_dir, context.settings.name), options)}",
+          flush=True)
     return 0
 
 

@@ -114,6 +114,16 @@ def results_name(options):
     return "_".join([f"{bank}{float(options.ratios[bank])}" for bank in BANKS] + ablation_tags(options))
 
 
+def results_folder(work, options):
+    """Where a run's scores and results go (an extra.workdir.WorkDir and the run's options)."""
+    return work.results(options.cnl_pool) / results_name(options)
+
+
+def figures_folder(work, options):
+    """Where the figures of a run go: beside no other run's."""
+    return work.root / "figures" / work.dataset / str(options.cnl_pool) / results_name(options)
+
+
 def bank_record(bank, options, consecutive, dataset, backbone_fields):
     """The settings a memory bank depends on (recorded beside it)."""
     record = {"dataset": dataset, "consecutive": consecutive, "ratio": float(options.ratios[bank]),

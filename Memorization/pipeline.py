@@ -21,7 +21,7 @@ from Memorization.evaluation import (
     RESULTS_FILE, SCORES_FILE, FusionWeights, complement, evaluate, format_results, fused_per_video,
     make_video_scores, save_results,
 )
-from Memorization.options import BANKS, ablation_tags, bank_record, results_name
+from Memorization.options import BANKS, ablation_tags, bank_record, results_folder
 from Memorization.features import backbone_record, extract_split_features, is_placeholder
 from Memorization.patches import highlevel_patches, spatial_patches, temporal_patches, temporal_pooling
 from Memorization.scoring import clip_scores, frame_scores, object_scores
@@ -203,7 +203,7 @@ def run_memorization(context, options):
     metadata = {"dataset": settings.name, "consecutive": d, **asdict(options),
                 **fields, "bank_sizes": {b: int(banks[b].shape[0]) for b in BANKS},
                 "device": device, "seconds": round(time.time() - started, 1)}
-    out = work.results(options.cnl_pool) / results_name(options)
+    out = results_folder(work, options)
     save_results(out / SCORES_FILE, out / RESULTS_FILE, scores, results, metadata,
                  fused=fused_per_video(scores, weights))
     print(format_results(results, metadata), flush=True)

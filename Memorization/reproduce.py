@@ -24,7 +24,7 @@ from fastprogress.fastprogress import progress_bar  # noqa: E402
 
 from extra.cli import add_bool_flag, base_parser, resolve_context  # noqa: E402
 from extra.datasets import list_videos, load_ground_truth, scan_split, usable_videos  # noqa: E402
-from extra.device import default_device  # noqa: E402
+from extra.device import default_device, device_description  # noqa: E402
 from extra.errors import VPCError, run_main  # noqa: E402
 from extra.io import atomic_path  # noqa: E402
 from extra.workdir import WorkDir  # noqa: E402
@@ -34,7 +34,7 @@ from Memorization.evaluation import (  # noqa: E402
     make_video_scores, save_results,
 )
 from Memorization.features import (  # noqa: E402
-    device_description, extract_split_features, extract_video_features, extraction_time,
+    extract_split_features, extract_video_features, extraction_time,
 )
 from Memorization.options import BANKS, COMPRESSIONS, bank_record, results_name  # noqa: E402
 from Memorization.patches import temporal_pooling  # noqa: E402

@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from extra.cli import RunContext  # noqa: E402
 from extra.config import DATASETS  # noqa: E402
 from extra.datasets import list_videos, load_ground_truth, scan_split, usable_videos  # noqa: E402
-from extra.device import default_device  # noqa: E402
+from extra.device import default_device, device_description  # noqa: E402
 from extra.make_demo import make_demo  # noqa: E402
 from extra.workdir import WorkDir  # noqa: E402
 from Memorization import features  # noqa: E402
@@ -103,14 +103,6 @@ def bare_forward_seconds(backbone, batches, device):
     return time.perf_counter() - start
 
 
-def device_name(device):
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    import platform
-
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_root", default=None, help="an Avenue-layout data root (default: generate one)")
@@ -161,7 +153,7 @@ def main():
 
     bare = bare_forward_seconds(backbone, recording.batches, device)
     total = sum(row["seconds"] for row in rows)
-    print(f"\ndevice: {device_name(device)}; backbone: {backbone.description}")
+    print(f"\ndevice: {device_description(device)}; backbone: {backbone.description}")
     print(f"data: {len(train)} training videos ({n_train} frames), {len(test)} test videos ({n_test} frames), "
           f"clips of {d}\n")
     print("| stage | seconds | frames/s | peak RSS (MiB) |" + (" peak CUDA (MiB) |" if device == "cuda" else ""))

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 D = 4
 C = 32            # avenue's c'
 RATIOS = ["--spatial_f_coreset=1", "--temporal_f_coreset=1", "--highlevel_f_coreset=0.5"]
+RUN_NAME = "spatial1.0_temporal1.0_highlevel0.5"      # the results folder of RATIOS
 BACKBONE_FIELDS = {"backbone": "RN101", "random_weights": True}
 
 
@@ -160,7 +161,7 @@ def test_random_weights_note_in_the_title():
 def test_score_figures(run):
     root, _, context, options = run
     written = figures.make_figures(context, options, which=("scores",))
-    folder = root / "work" / "figures" / "avenue" / "scores"
+    folder = root / "work" / "figures" / "avenue" / str(C) / RUN_NAME / "scores"
     assert written == [folder / "01.png", folder / "02.png"]
     for path in written:
         assert_png(path, 1000, 360)
@@ -168,7 +169,7 @@ def test_score_figures(run):
 
 def test_object_figures_and_their_scores(run):
     root, _, context, options = run
-    folder = root / "work" / "figures" / "avenue" / "objects"
+    folder = root / "work" / "figures" / "avenue" / str(C) / RUN_NAME / "objects"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "07_01_clip0009.png").write_bytes(b"from an earlier selection")
     written = figures.make_figures(context, options, which=("objects",), n_top=2, n_normal=1)

@@ -9,46 +9,28 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import h5py
-import numpy as np
 import pytest
 import torch
 
 from extra.config import DATASETS
-from extra.datasets import list_videos, normalize_frame
 from extra.make_demo import make_demo
-from extra.workdir import WorkDir, clip_key
+from extra.workdir import WorkDir
 from Memorization.backbone import build_random, save_checkpoint
 from Memorization.pipeline import video_patches
 from Memorization.run import main, build_parser, options_from_args
+from tests.helpers import write_fixed_box_objects
 
 REPO = Path(__file__).resolve().parent.parent
 D = 4
 RATIOS = ["--spatial_f_coreset=1", "--temporal_f_coreset=1", "--highlevel_f_coreset=0.5"]
 
 
-def write_fixed_box_objects(data_root, work_dir):
-    """Clip c of every video gets c % 3 objects (0: the empty-clip placeholder), 64 x 64 crops."""
-    work = WorkDir(work_dir, "avenue")
-    for split in ("train", "test"):
-        for video in list_videos(DATASETS["avenue"], data_root, split, D):
-            path = work.object_batches(split, video.name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with h5py.File(path, "w") as f:
-                for clip, frames in video.iter_clips(D):
-                    objects = [np.stack([normalize_frame(cv2.resize(frame[8 * k:8 * k + 32, 16 * k:16 * k + 32],
-                                                                    (64, 64))).transpose(2, 0, 1)
-                                         for frame in frames], axis=1) for k in range(clip % 3)]
-                    batch = np.stack(objects) if objects else np.zeros(1, dtype=np.float32)
-                    f.create_dataset(clip_key(clip), data=batch.astype(np.float32))
-
-
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory):
     root = tmp_path_factory.mktemp("memorization")
     make_demo(root / "data", "avenue", seed=1, n_train=2, n_test=2, n_frames=13, width=96, height=64)
-    write_fixed_box_objects(root / "data", root / "work")
+    write_fixed_box_objects(root / "data", root / "work", D)
     weights = root / "rn101_random.pt"
     save_checkpoint(build_random("RN101", seed=0), weights)
     args = [f"--data_root={root / 'data'}", f"--work_dir={root / 'work'}", "--dataset=avenue",

@@ -14,42 +14,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import h5py
-import numpy as np
 import pytest
 import torch
 from clip.model import convert_weights
 
-from extra.config import DATASETS
-from extra.datasets import list_videos, normalize_frame
 from extra.errors import VPCError
 from extra.make_demo import make_demo
-from extra.workdir import WorkDir, clip_key
+from extra.workdir import WorkDir
 from Memorization.backbone import ResNetTaps, save_checkpoint
 from Memorization.features import TIMING_ATTRIBUTE
 from Memorization.reproduce import main
 from Memorization.tables import APPENDIX, NOT_IN_PAPER, Measured, build_table, format_table
+from tests.helpers import write_fixed_box_objects
 
 REPO = Path(__file__).resolve().parent.parent
 D = 3
 HEADINGS = ["### Table 2 (Avenue)", "### Table 3 (Avenue)", "### Table 4 (Avenue)", "### Table 5 (Avenue)",
             "### Table 6 (Avenue)", "### Table 7 (Avenue)", "### Appendix table (Avenue)"]
-
-
-def write_objects(data_root, work_dir):
-    """Clip c of every video holds c % 2 objects (0: the placeholder), 64 x 64 crops."""
-    work = WorkDir(work_dir, "avenue")
-    for split in ("train", "test"):
-        for video in list_videos(DATASETS["avenue"], data_root, split, D):
-            path = work.object_batches(split, video.name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with h5py.File(path, "w") as f:
-                for clip, frames in video.iter_clips(D):
-                    crops = [np.stack([normalize_frame(cv2.resize(frame[:32, 16:48], (64, 64))).transpose(2, 0, 1)
-                                       for frame in frames], axis=1)] if clip % 2 else []
-                    batch = np.stack(crops) if crops else np.zeros(1, np.float32)
-                    f.create_dataset(clip_key(clip), data=batch.astype(np.float32))
 
 
 def small_random_checkpoint(path):
@@ -87,7 +69,7 @@ def stamps(folder):
 def first_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
     make_demo(root / "data", "avenue", seed=1, n_train=2, n_test=2, n_frames=9, width=96, height=64)
-    write_objects(root / "data", root / "work")
+    write_fixed_box_objects(root / "data", root / "work", D, objects_in_clip=lambda clip: clip % 2)
     args = [f"--data_root={root / 'data'}", f"--work_dir={root / 'work'}", "--dataset=avenue",
             f"--consecutive={D}", f"--clip_weights={small_random_checkpoint(root / 'small.pt')}"]
     return root, args, run(args + ["--table=all"])
