@@ -9,7 +9,7 @@ DEMO_ARGS := --dataset=avenue --data_root=$(DEMO)/data --work_dir=$(DEMO)/work
 CLIP_CACHE ?= $(HOME)/.cache/clip
 DEMO_WEIGHTS := $(if $(wildcard $(CLIP_CACHE)/RN101.pt),,--random_weights)
 
-.PHONY: install test demo clean-demo
+.PHONY: install test demo tables figures clean-demo
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ demo: install
 	$(PY) ObjectDetection/run.py $(DEMO_ARGS) --detector=motion
 	@$(if $(DEMO_WEIGHTS),echo "No $(CLIP_CACHE)/RN101.pt: the demo runs CLIP with RANDOM weights (see README, Weights).")
 	$(PY) Memorization/run.py $(DEMO_ARGS) $(DEMO_WEIGHTS)
+
+tables: demo
+	$(PY) Memorization/reproduce.py $(DEMO_ARGS) $(DEMO_WEIGHTS) --table=all
+
+figures: demo
+	$(PY) Memorization/figures.py $(DEMO_ARGS)
 
 clean-demo:
 	rm -rf $(DEMO)
