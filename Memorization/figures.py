@@ -45,9 +45,8 @@ from Memorization.evaluation import (  # noqa: E402
 from Memorization.features import LOCAL_GRID, is_placeholder  # noqa: E402
 from Memorization.options import BANKS, bank_record, figures_folder, results_folder  # noqa: E402
 from Memorization.patches import highlevel_patches, spatial_patches, temporal_patches, temporal_pooling  # noqa: E402
-from Memorization.pipeline import bank_path, load_bank  # noqa: E402
+from Memorization.pipeline import bank_path, load_bank, local_object_scores  # noqa: E402
 from Memorization.run import build_parser, options_from_args  # noqa: E402
-from Memorization.scoring import object_scores  # noqa: E402
 from ObjectDetection.boxes import as_detections, key_frame_offset  # noqa: E402
 from ObjectDetection.objects import BOXES_ATTRIBUTE, load_boxes_pickle, n_objects  # noqa: E402
 
@@ -121,18 +120,6 @@ def sample_test_clips(rows_per_clip, anomalous, limit, rng):
 def tsne_perplexity(n_points):
     """sklearn's default 30, lowered for small sets (it must stay below the number of points)."""
     return float(min(30.0, max(1.0, (n_points - 1) / 3)))
-
-
-def object_scores_of_clip(lf, banks, options, power):
-    """Spatial and temporal score of each object of one clip, lf (n, c', d, 28, 28) -> two (n,) arrays.
-
-    Computed as the stage computes them (SPEC 6), so a clip's maxima are its saved clip scores.
-    """
-    n = lf.shape[0]
-    pooling = temporal_pooling("test", options.temporal_pooling)
-    spatial = object_scores(spatial_patches(lf, options.pool_for_sm), n, banks["spatial"], power)
-    temporal = object_scores(temporal_patches(lf, pooling, options.absolute_difference), n, banks["temporal"], power)
-    return spatial.cpu().numpy(), temporal.cpu().numpy()
 
 
 def query_patches(bank, features, options):
@@ -344,7 +331,8 @@ def object_figures(saved, work, context, options, out_dir, n_top, n_normal):
         if len(boxes) != lf.shape[0]:
             raise VPCError(f"clip {clip_key(clip)} of video {name}: {len(boxes)} boxes but {lf.shape[0]} objects "
                            f"in {local_paths[v]}; rerun {RUN_COMMAND} with --overwrite after the detection stage")
-        spatial, temporal = object_scores_of_clip(lf.to(device), banks, options, settings.power_n)
+        spatial, temporal = (scores_of_objects.numpy() for scores_of_objects
+                             in local_object_scores(lf.to(device), banks, options, settings.power_n))
         (_, frames), = video.iter_clips(d, [clip])
         first = video.clips(d)[clip][0]
         why = "one of the highest local scores" if rank < min(n_top, len(chosen)) else "a normal clip, for comparison"

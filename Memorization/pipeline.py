@@ -127,6 +127,16 @@ def make_banks(train_videos, work, options, consecutive, dataset, backbone_field
 
 # --- scoring --------------------------------------------------------------------------------------
 
+def local_object_scores(objects, banks, options, power):
+    """Spatial and temporal score of each object, objects (n, c', d, 28, 28) -> two (n,) CPU tensors."""
+    n = len(objects)
+    pooling = temporal_pooling("test", options.temporal_pooling)
+    spatial = object_scores(spatial_patches(objects, options.pool_for_sm), n, banks["spatial"], power)
+    temporal = object_scores(temporal_patches(objects, pooling, options.absolute_difference), n,
+                             banks["temporal"], power)
+    return spatial.cpu(), temporal.cpu()
+
+
 def score_video(local_clips, global_clips, banks, options, power, consecutive, device):
     """Per-frame spatial, temporal and high-level scores of one test video (SPEC 6)."""
     spatial, temporal = [], []
@@ -137,12 +147,9 @@ def score_video(local_clips, global_clips, banks, options, power, consecutive, d
             spatial.append(torch.zeros(len(chunk)))
             temporal.append(torch.zeros(len(chunk)))
             continue
-        objects = objects.to(device)
-        pooling = temporal_pooling("test", options.temporal_pooling)
-        spatial.append(clip_scores(object_scores(spatial_patches(objects, options.pool_for_sm), len(objects),
-                                                 banks["spatial"], power).cpu(), counts))
-        temporal.append(clip_scores(object_scores(temporal_patches(objects, pooling, options.absolute_difference),
-                                                  len(objects), banks["temporal"], power).cpu(), counts))
+        spatial_of_objects, temporal_of_objects = local_object_scores(objects.to(device), banks, options, power)
+        spatial.append(clip_scores(spatial_of_objects, counts))
+        temporal.append(clip_scores(temporal_of_objects, counts))
     highlevel_rows = torch.cat([highlevel_patches(gf) for gf in global_clips]).to(device)
     highlevel = object_scores(highlevel_rows, len(global_clips), banks["highlevel"], power).cpu()
     return tuple(frame_scores(torch.cat(s) if isinstance(s, list) else s, consecutive)

@@ -185,7 +185,7 @@ def test_object_figures_and_their_scores(run):
     saved = figures.load_run(work, options, D)
     banks = figures.load_banks(work, options, D, saved.metadata, "cpu")
     (lf,) = figures.read_clips(work.local_features(options.local_folder, "test", "01"), [1])
-    spatial, temporal = figures.object_scores_of_clip(lf, banks, options, DATASETS["avenue"].power_n)
+    spatial, temporal = figures.local_object_scores(lf, banks, options, DATASETS["avenue"].power_n)
     assert spatial.shape == temporal.shape == (2,)
     assert spatial.max() == pytest.approx(saved.scores.spatial[0][1 * D], rel=1e-5)
     assert temporal.max() == pytest.approx(saved.scores.temporal[0][1 * D], rel=1e-5)
