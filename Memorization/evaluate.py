@@ -20,7 +20,7 @@ def main(argv=None):
     parser.add_argument("--fixed_sigma", type=int, default=None, help="smoothing sigma (default: as saved)")
     args = parser.parse_args(argv)
     from Memorization.evaluation import (
-        RESULTS_FILE, SCORES_FILE, FusionWeights, complement, evaluate, format_results, load_results,
+        RESULTS_FILE, SCORES_FILE, FusionWeights, evaluate, format_results, load_results,
     )
 
     folder = Path(args.results_dir)
@@ -29,7 +29,7 @@ def main(argv=None):
     a1 = previous["a1"] if args.fixed_a1 is None else args.fixed_a1
     b1 = previous["b1"] if args.fixed_b1 is None else args.fixed_b1
     sigma = previous["sigma"] if args.fixed_sigma is None else args.fixed_sigma
-    weights = FusionWeights(a1=a1, a2=complement(a1), b1=b1, b2=complement(b1), sigma=sigma)
+    weights = FusionWeights.chosen(a1, b1, sigma)
     print(format_results(evaluate(saved.scores, weights), saved.metadata), end="")
     return 0
 

@@ -149,6 +149,11 @@ class FusionWeights:
     b2: float
     sigma: float
 
+    @classmethod
+    def chosen(cls, a1, b1, sigma):
+        """Weights given by a1 and b1 alone: a2 = 1 - a1 and b2 = 1 - b1 (to one decimal)."""
+        return cls(a1=a1, a2=complement(a1), b1=b1, b2=complement(b1), sigma=sigma)
+
 
 def stream_scores(scores, weights):
     """Per-frame score of every stream over all frames (min-maxed), processed as in SPEC 7:

@@ -18,7 +18,7 @@ from extra.provenance import check_record, read_h5_record, read_sidecar_record, 
 from extra.workdir import WorkDir, clip_key
 from Memorization.coreset import build_memory_bank
 from Memorization.evaluation import (
-    RESULTS_FILE, SCORES_FILE, FusionWeights, complement, evaluate, format_results, fused_per_video,
+    RESULTS_FILE, SCORES_FILE, FusionWeights, evaluate, format_results, fused_per_video,
     make_video_scores, save_results,
 )
 from Memorization.options import BANKS, ablation_tags, bank_record, results_folder
@@ -204,8 +204,7 @@ def run_memorization(context, options):
 
     scores = make_video_scores(*(list(stream) for stream in zip(*per_video)),
                                [labels[v.name] for v in test_videos], names=[v.name for v in test_videos])
-    weights = FusionWeights(a1=options.fixed_a1, a2=complement(options.fixed_a1), b1=options.fixed_b1,
-                            b2=complement(options.fixed_b1), sigma=options.fixed_sigma)
+    weights = FusionWeights.chosen(options.fixed_a1, options.fixed_b1, options.fixed_sigma)
     results = evaluate(scores, weights)
     metadata = {"dataset": settings.name, "consecutive": d, **asdict(options),
                 **fields, "bank_sizes": {b: int(banks[b].shape[0]) for b in BANKS},

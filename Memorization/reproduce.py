@@ -30,7 +30,7 @@ from extra.io import atomic_path  # noqa: E402
 from extra.workdir import WorkDir  # noqa: E402
 from Memorization import pipeline  # noqa: E402
 from Memorization.evaluation import (  # noqa: E402
-    RESULTS_FILE, SCORES_FILE, FusionWeights, complement, evaluate, evaluate_streams, load_results,
+    RESULTS_FILE, SCORES_FILE, FusionWeights, evaluate, evaluate_streams, load_results,
     make_video_scores, save_results,
 )
 from Memorization.features import (  # noqa: E402
@@ -96,8 +96,7 @@ def configuration_record(options, context):
 
 
 def fixed_weights(options):
-    return FusionWeights(a1=options.fixed_a1, a2=complement(options.fixed_a1), b1=options.fixed_b1,
-                         b2=complement(options.fixed_b1), sigma=options.fixed_sigma)
+    return FusionWeights.chosen(options.fixed_a1, options.fixed_b1, options.fixed_sigma)
 
 
 def bank_key(bank, options):

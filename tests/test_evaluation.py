@@ -232,3 +232,7 @@ def test_save_load_round_trip_and_report(tmp_path):
 def test_load_results_missing_file(tmp_path):
     with pytest.raises(VPCError, match="not found"):
         load_results(tmp_path / "scores.npz", tmp_path / "results.json")
+
+
+def test_weights_chosen_from_a1_and_b1_have_exact_complements():
+    assert FusionWeights.chosen(0.7, 0.9, 2) == FusionWeights(0.7, 0.3, 0.9, 0.1, 2)   # 1 - 0.7 is 0.30000000000000004
