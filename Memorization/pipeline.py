@@ -10,7 +10,7 @@ from dataclasses import asdict
 import h5py
 import torch
 
-from extra.datasets import list_videos, load_ground_truth, scan_split, usable_videos
+from extra.datasets import list_videos, labelled_test_videos
 from extra.device import default_device
 from extra.errors import VPCError
 from extra.io import atomic_path
@@ -156,6 +156,12 @@ def score_video(local_clips, global_clips, banks, options, power, consecutive, d
                  for s in (spatial, temporal, highlevel))
 
 
+def video_scores(per_video, videos, labels):
+    """``score_video``'s (S, T, H) of each video, with the videos' labels, as evaluation's VideoScores."""
+    return make_video_scores(*(list(stream) for stream in zip(*per_video)), [labels[v.name] for v in videos],
+                             names=[v.name for v in videos])
+
+
 # --- the whole stage ------------------------------------------------------------------------------
 
 def run_memorization(context, options):
@@ -164,9 +170,7 @@ def run_memorization(context, options):
     settings, d = context.settings, context.consecutive
     work = WorkDir(context.work_dir, settings.name)
     device = default_device()
-    test_all = scan_split(settings, context.data_root, "test")
-    labels = load_ground_truth(settings, context.data_root, test_all)
-    test_videos = usable_videos(test_all, d)
+    test_videos, labels = labelled_test_videos(settings, context.data_root, d)
     bank_paths = {bank: bank_path(work, bank, options) for bank in BANKS}
 
     backbone = None
@@ -202,8 +206,7 @@ def run_memorization(context, options):
     per_video = [score_video(*read_video_features(work, options, "test", video.name), banks, options,
                              settings.power_n, d, device) for video in test_videos]
 
-    scores = make_video_scores(*(list(stream) for stream in zip(*per_video)),
-                               [labels[v.name] for v in test_videos], names=[v.name for v in test_videos])
+    scores = video_scores(per_video, test_videos, labels)
     weights = FusionWeights.chosen(options.fixed_a1, options.fixed_b1, options.fixed_sigma)
     results = evaluate(scores, weights)
     metadata = {"dataset": settings.name, "consecutive": d, **asdict(options),

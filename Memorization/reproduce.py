@@ -23,15 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fastprogress.fastprogress import progress_bar  # noqa: E402
 
 from extra.cli import add_bool_flag, base_parser, resolve_context  # noqa: E402
-from extra.datasets import list_videos, load_ground_truth, scan_split, usable_videos  # noqa: E402
+from extra.datasets import list_videos, labelled_test_videos  # noqa: E402
 from extra.device import default_device, device_description  # noqa: E402
 from extra.errors import VPCError, run_main  # noqa: E402
 from extra.io import atomic_path  # noqa: E402
 from extra.workdir import WorkDir  # noqa: E402
 from Memorization import pipeline  # noqa: E402
 from Memorization.evaluation import (  # noqa: E402
-    RESULTS_FILE, SCORES_FILE, FusionWeights, evaluate, evaluate_streams, load_results,
-    make_video_scores, save_results,
+    RESULTS_FILE, SCORES_FILE, FusionWeights, evaluate, evaluate_streams, load_results, save_results,
 )
 from Memorization.features import (  # noqa: E402
     extract_split_features, extract_video_features, extraction_time,
@@ -147,9 +146,9 @@ class Data:
 
 def load_data(context):
     settings, d = context.settings, context.consecutive
-    test_all = scan_split(settings, context.data_root, "test")
+    test_videos, labels = labelled_test_videos(settings, context.data_root, d)
     return Data(WorkDir(context.work_dir, settings.name), list_videos(settings, context.data_root, "train", d),
-                usable_videos(test_all, d), load_ground_truth(settings, context.data_root, test_all))
+                test_videos, labels)
 
 
 def require_objects(data, dataset):
@@ -225,8 +224,7 @@ def score_configuration(context, data, options, banks, device, made_with):
         per_video.append(pipeline.score_video(local, glob, on_device, options, context.settings.power_n,
                                               context.consecutive, device))
         seconds += time.perf_counter() - started
-    scores = make_video_scores(*(list(stream) for stream in zip(*per_video)),
-                               [data.labels[v.name] for v in data.test_videos], names=[v.name for v in data.test_videos])
+    scores = pipeline.video_scores(per_video, data.test_videos, data.labels)
     results = evaluate(scores, fixed_weights(options))
     metadata = {"record": configuration_record(options, context), **made_with, "scoring_seconds": seconds,
                 "scored_frames": int(sum(scores.lengths)),

@@ -24,15 +24,15 @@ import torch  # noqa: E402
 
 from extra.cli import RunContext  # noqa: E402
 from extra.config import DATASETS  # noqa: E402
-from extra.datasets import list_videos, load_ground_truth, scan_split, usable_videos  # noqa: E402
+from extra.datasets import list_videos, labelled_test_videos  # noqa: E402
 from extra.device import default_device, device_description  # noqa: E402
 from extra.make_demo import make_demo  # noqa: E402
 from extra.workdir import WorkDir  # noqa: E402
 from Memorization import features  # noqa: E402
 from Memorization.backbone import load_backbone  # noqa: E402
-from Memorization.evaluation import FusionWeights, evaluate, make_video_scores  # noqa: E402
+from Memorization.evaluation import FusionWeights, evaluate  # noqa: E402
 from Memorization.options import MemorizationOptions  # noqa: E402
-from Memorization.pipeline import make_banks, read_clip_arrays, score_video  # noqa: E402
+from Memorization.pipeline import make_banks, read_clip_arrays, score_video, video_scores  # noqa: E402
 from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
 
 
@@ -124,9 +124,7 @@ def main():
     context = RunContext(settings=settings, consecutive=d, data_root=data_root, work_dir=root / "work")
     work = WorkDir(context.work_dir, settings.name)
     train = list_videos(settings, data_root, "train", d)
-    test_all = scan_split(settings, data_root, "test")
-    labels = load_ground_truth(settings, data_root, test_all)
-    test = usable_videos(test_all, d)
+    test, labels = labelled_test_videos(settings, data_root, d)
     n_train, n_test = (sum(v.n_clips(d) * d for v in videos) for videos in (train, test))
     options = MemorizationOptions(cnl_pool=settings.cnl_pool, pool_for_sm=settings.pool_for_sm,
                                   ratios=dict.fromkeys(("spatial", "temporal", "highlevel"), settings.coreset_ratio))
@@ -148,7 +146,7 @@ def main():
                                  read_clip_arrays(work.global_features(options.cnl_pool, "test", v.name))[0],
                                  banks, options, settings.power_n, d, device) for v in test]
     with stage("evaluation (published protocol)", n_test, rows, memory):
-        scores = make_video_scores(*(list(s) for s in zip(*per_video)), [labels[v.name] for v in test])
+        scores = video_scores(per_video, test, labels)
         evaluate(scores, FusionWeights(0.5, 0.5, 0.5, 0.5, 0))
 
     bare = bare_forward_seconds(backbone, recording.batches, device)

@@ -187,6 +187,17 @@ def list_videos(settings, data_root, split, consecutive):
     return usable_videos(scan_split(settings, data_root, split), consecutive)
 
 
+def labelled_test_videos(settings, data_root, consecutive):
+    """The test videos that give a clip, and the labels of every test video, keyed by name.
+
+    The ground truth is checked against the whole split before short videos are dropped, so a
+    file that lists every video (avenue.mat) still lines up with them.
+    """
+    videos = scan_split(settings, data_root, "test")
+    labels = load_ground_truth(settings, data_root, videos)
+    return usable_videos(videos, consecutive), labels
+
+
 # --- ground truth -----------------------------------------------------------------------------
 
 def load_ground_truth(settings, data_root, videos):

@@ -7,7 +7,7 @@ from scipy.io import savemat
 from extra.config import DATASETS
 from extra.datasets import (
     clip_frame_indices, list_videos, load_ground_truth, natural_key, normalize_frame, read_frame,
-    scan_split,
+    scan_split, labelled_test_videos,
 )
 from extra.errors import VPCError
 
@@ -218,3 +218,13 @@ def test_missing_ground_truth_file(tmp_path):
     videos = scan_split(AVENUE, tmp_path, "test")
     with pytest.raises(VPCError, match=r"ground truth file not found: .*avenue\.mat"):
         load_ground_truth(AVENUE, tmp_path, videos)
+
+
+def test_test_videos_with_labels_checks_ground_truth_before_dropping_short_videos(tmp_path, capsys):
+    # avenue.mat lists both videos; the short second one gives no clip of 10 and is dropped afterwards
+    make_avenue_test(tmp_path, [12, 7], [[2, 3], [1, 7]])
+    videos, labels = labelled_test_videos(AVENUE, tmp_path, 10)
+    assert [v.name for v in videos] == ["01"]
+    np.testing.assert_array_equal(labels["01"], [0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(labels["02"], [1] * 7)
+    assert "02 has 7 usable frames, fewer than one clip of 10: skipped" in capsys.readouterr().err
