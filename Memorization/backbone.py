@@ -9,9 +9,11 @@ in fp16, on CPU in float32 with the rounded weights (SPEC section 10).
 Random weights are built only when asked for (``random_weights=True``) and say so in
 ``.description``; a checkpoint saved from them keeps a marker, so it says so when loaded back.
 """
+import hashlib
 import os
 import warnings
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from clip import clip as clip_loader
@@ -26,6 +28,26 @@ from Memorization.options import ARCHITECTURES
 # Key added to checkpoints saved from random weights (OpenAI's files never hold it).
 RANDOM_MARKER = "vpc_random_weights_seed"
 _KEPT_PREFIXES = ("conv1.", "bn1.", "conv2.", "bn2.", "conv3.", "bn3.", "layer1.", "layer2.", "layer3.")
+
+
+class FeatureBackbone(Protocol):
+    """What the features need of an image encoder; a new encoder is one class with these members.
+
+    Calling it on a batch of images (B, 3, 224, 224) float32 returns its tapped maps, float32, the
+    first at 28 x 28 and the second at 14 x 14 for CLIP's ResNets (the features pool each map to
+    their grid and concatenate them along channels: 512 + 1024 = 1536 for RN101).
+    """
+
+    name: str                  # architecture, recorded with every feature file and bank
+    description: str           # in words, printed and recorded (says RANDOM WEIGHTS when so)
+    random_weights: bool
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def identity(self) -> dict: ...     # name, random_weights and a hash of the weights, for model files
+
+    def __call__(self, images: torch.Tensor) -> tuple: ...
 
 
 class ResNetTaps(nn.Module):
@@ -54,6 +76,18 @@ class ResNetTaps(nn.Module):
     @property
     def device(self):
         return self.conv1.weight.device
+
+    def identity(self):
+        """Architecture, random or not, and the SHA-256 of the weights (as stored: fp16-rounded
+        values in key order), so a model file knows which weights made its banks."""
+        if getattr(self, "_weights_sha256", None) is None:
+            digest = hashlib.sha256()
+            for key, tensor in self.state_dict().items():
+                digest.update(key.encode())
+                digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._weights_sha256 = digest.hexdigest()
+        return {"backbone": self.name, "random_weights": bool(self.random_weights),
+                "weights_sha256": self._weights_sha256}
 
     def forward(self, x):
         # Same sequence as ModifiedResNet.forward up to layer3 (input cast to the weights' dtype).

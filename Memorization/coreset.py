@@ -2,10 +2,10 @@
 import warnings
 
 import torch
-from fastprogress.fastprogress import progress_bar
 
 from extra.device import default_device
 from extra.errors import VPCError
+from extra.progress import progress as progress_of
 from Memorization.options import BANK_ORDERS
 
 
@@ -89,5 +89,5 @@ def build_memory_bank(per_video_patches, ratio, order="subsample_then_concat",
     options = dict(random_projection=random_projection, eps=eps, seed=seed, device=device)
     if order == "concat_then_subsample":
         return subsample(torch.cat(non_empty), ratio, **options)
-    videos = progress_bar(non_empty, display=progress, leave=False)
+    videos = progress_of(non_empty, "coreset per training video") if progress else non_empty
     return torch.cat([subsample(patches, ratio, **options) for patches in videos])

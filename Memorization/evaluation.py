@@ -21,10 +21,13 @@ EPS = 1e-8
 SIGMAS = tuple(range(20))
 # From integers, so 0.7 is the double nearest to 0.7 (repeated "- 0.1" would drift).
 WEIGHTS = tuple((10 - i) / 10 for i in range(11))
-# Per-bank and per-stream scores; the global stream is the high-level bank alone.
 # File names of a run's saved evaluation, inside its results folder.
 SCORES_FILE, RESULTS_FILE = "scores.npz", "results.json"
-STREAMS = ("spatial", "temporal", "local", "highlevel", "total")
+# The fusion of SPEC 7, defined on the published banks: local = a1 S + a2 T, total = b1 local + b2 H.
+# A bank outside it (a new BankSpec) is evaluated on its own.
+LOCAL_FUSION = ("spatial", "temporal")
+GLOBAL_FUSION = "highlevel"
+PUBLISHED_STREAMS = {"spatial": "local", "temporal": "local", "highlevel": "global"}
 STREAM_TITLES = {
     "spatial": "spatial",
     "temporal": "temporal",
@@ -32,6 +35,10 @@ STREAM_TITLES = {
     "highlevel": "global (high-level)",
     "total": "total (local+global)",
 }
+
+
+def title(name):
+    return STREAM_TITLES.get(name, name)
 
 
 def zscore(x):
@@ -55,56 +62,68 @@ def complement(weight):
 
 @dataclass
 class VideoScores:
-    """Per-frame scores of the test videos in video order; labels already cut to the scores."""
+    """Per-frame scores of the test videos in video order: per bank a vector per video; ``streams``
+    says which stream each bank reads ("local" | "global"); labels already cut to the scores
+    (None where there are none)."""
 
     names: list
-    spatial: list
-    temporal: list
-    highlevel: list
-    labels: list
+    banks: dict
+    streams: dict
+    labels: list = None
 
     @property
     def lengths(self):
-        return [len(s) for s in self.spatial]
+        return [len(x) for x in next(iter(self.banks.values()))]
 
-    def concat(self, field):
-        return np.concatenate(getattr(self, field))
+    def concat(self, bank):
+        return np.concatenate(self.banks[bank])
+
+    def all_labels(self):
+        return np.concatenate(self.labels)
 
     def split(self, x):
         """Cut a vector over all frames back into per-video pieces."""
         return np.split(x, np.cumsum(self.lengths)[:-1])
 
+    @property
+    def fusable(self):
+        """Whether the published fusion applies: its banks are all there."""
+        return all(bank in self.banks for bank in (*LOCAL_FUSION, GLOBAL_FUSION))
 
-def make_video_scores(spatial, temporal, highlevel, labels, names=None):
-    """Check and pack per-video scores; each label vector is cut, from its start, to the
-    length of its video's scores (the last ``len mod d`` frames have no score)."""
-    n = len(spatial)
-    names = [str(i + 1) for i in range(n)] if names is None else [str(x) for x in names]
+
+def make_video_scores(per_bank, labels, names=None, streams=None):
+    """Check and pack per-video scores ({bank: [vector per video]}); each label vector is cut, from
+    its start, to the length of its video's scores (the last ``len mod d`` frames have no score)."""
+    names = [str(i + 1) for i in range(len(labels))] if names is None else [str(x) for x in names]
+    streams = streams or PUBLISHED_STREAMS
+    n = len(names)
     if n == 0:
         raise VPCError("no test video to evaluate: check the test split and the ground truth")
-    if not len(temporal) == len(highlevel) == len(labels) == len(names) == n:
-        raise VPCError(
-            f"evaluation needs one score vector of each kind and one label vector per video; got "
-            f"{n} spatial, {len(temporal)} temporal, {len(highlevel)} high-level, "
-            f"{len(labels)} label vectors, {len(names)} names")
-    packed = VideoScores(names, [], [], [], [])
-    for name, s, t, h, y in zip(names, spatial, temporal, highlevel, labels):
-        s, t, h = (np.asarray(v, dtype=np.float64).ravel() for v in (s, t, h))
+    counts = {bank: len(vectors) for bank, vectors in per_bank.items()}
+    if any(count != n for count in counts.values()) or len(labels) != n:
+        found = ", ".join(f"{count} {bank}" for bank, count in counts.items())
+        raise VPCError(f"evaluation needs one score vector of each bank and one label vector per video; got "
+                       f"{found}, {len(labels)} label vectors, {n} names")
+    packed = VideoScores(names, {bank: [] for bank in per_bank}, {bank: streams[bank] for bank in per_bank}, [])
+    for v, (name, y) in enumerate(zip(names, labels)):
+        vectors = {bank: np.asarray(per_bank[bank][v], dtype=np.float64).ravel() for bank in per_bank}
         y = np.asarray(y).ravel()
-        if not len(s) == len(t) == len(h):
-            raise VPCError(f"video {name}: spatial, temporal and high-level scores have "
-                           f"{len(s)}, {len(t)}, {len(h)} frames; they must have the same length")
-        if len(y) < len(s):
-            raise VPCError(f"video {name}: {len(y)} labels for {len(s)} scored frames; "
+        lengths = {len(x) for x in vectors.values()}
+        if len(lengths) != 1:
+            found = ", ".join(f"{bank} {len(x)}" for bank, x in vectors.items())
+            raise VPCError(f"video {name}: the banks' scores have different lengths ({found}); "
+                           f"they must have the same length")
+        length = lengths.pop()
+        if len(y) < length:
+            raise VPCError(f"video {name}: {len(y)} labels for {length} scored frames; "
                            f"the ground truth must cover every frame of the video")
-        if not (np.isfinite(s).all() and np.isfinite(t).all() and np.isfinite(h).all()):
+        if not all(np.isfinite(x).all() for x in vectors.values()):
             raise VPCError(f"video {name}: scores contain NaN or infinity; recompute the scores")
-        y = y[: len(s)]
+        y = y[:length]
         if not np.isin(y, (0, 1)).all():
             raise VPCError(f"video {name}: labels must be 0 (normal) or 1 (anomalous)")
-        packed.spatial.append(s)
-        packed.temporal.append(t)
-        packed.highlevel.append(h)
+        for bank, x in vectors.items():
+            packed.banks[bank].append(x)
         packed.labels.append(y.astype(np.int64))
     return packed
 
@@ -155,20 +174,31 @@ class FusionWeights:
         return cls(a1=a1, a2=complement(a1), b1=b1, b2=complement(b1), sigma=sigma)
 
 
+def bank_stream(scores, bank, sigma):
+    """One bank's per-frame score over all frames, before min-max: a local-stream bank smoothed over
+    the concatenation of all videos, a global-stream bank z-scored and smoothed per video (SPEC 7)."""
+    if scores.streams[bank] == "global":
+        return global_stream(scores.banks[bank], sigma)
+    return smooth(scores.concat(bank), sigma)
+
+
 def stream_scores(scores, weights):
-    """Per-frame score of every stream over all frames (min-maxed), processed as in SPEC 7:
-    local streams are smoothed over the concatenation of all videos, the global one per video."""
-    spatial, temporal = scores.concat("spatial"), scores.concat("temporal")
+    """Per-frame score of every bank and fused stream over all frames (min-maxed), processed as in
+    SPEC 7: banks first, in their order, with "local" after the local-stream banks, then "total"."""
     sigma = weights.sigma
-    local = weights.a1 * spatial + weights.a2 * temporal
-    glob = global_stream(scores.highlevel, sigma)
-    return {
-        "spatial": minmax(smooth(spatial, sigma)),
-        "temporal": minmax(smooth(temporal, sigma)),
-        "local": minmax(smooth(local, sigma)),
-        "highlevel": minmax(glob),
-        "total": minmax(weights.b1 * smooth(zscore(local), sigma) + weights.b2 * glob),
-    }
+    results = {}
+    local = None
+    if scores.fusable:
+        spatial, temporal = (scores.concat(bank) for bank in LOCAL_FUSION)
+        local = weights.a1 * spatial + weights.a2 * temporal
+    for bank in scores.banks:
+        results[bank] = minmax(bank_stream(scores, bank, sigma))
+        if local is not None and bank == LOCAL_FUSION[-1]:
+            results["local"] = minmax(smooth(local, sigma))
+    if local is not None:
+        glob = global_stream(scores.banks[GLOBAL_FUSION], sigma)
+        results["total"] = minmax(weights.b1 * smooth(zscore(local), sigma) + weights.b2 * glob)
+    return results
 
 
 def fused_per_video(scores, weights):
@@ -177,8 +207,8 @@ def fused_per_video(scores, weights):
 
 
 def evaluate_streams(scores, weights):
-    """Micro and macro AUROC of every stream at the given weights."""
-    labels = scores.concat("labels")
+    """Micro and macro AUROC of every bank and fused stream at the given weights."""
+    labels = scores.all_labels()
     results = {}
     for name, x in stream_scores(scores, weights).items():
         macro = macro_auroc(scores.split(x), scores.labels)
@@ -189,6 +219,12 @@ def evaluate_streams(scores, weights):
             "macro_skipped": macro.n_skipped,
         }
     return results
+
+
+@dataclass(frozen=True)
+class BankBest:
+    auroc: float
+    sigma: int
 
 
 @dataclass(frozen=True)
@@ -207,6 +243,17 @@ class TotalBest:
     sigma: int
 
 
+def search_bank(scores, bank, sigmas=SIGMAS):
+    """A bank alone, as the paper's single-bank rows: the best sigma for min-max of ``bank_stream``."""
+    labels = scores.all_labels()
+    best = None
+    for sigma in sigmas:
+        value = micro_auroc(minmax(bank_stream(scores, bank, sigma)), labels)
+        if best is None or value > best.auroc:
+            best = BankBest(value, sigma)
+    return best
+
+
 def search_local(scores, weights=WEIGHTS, sigmas=SIGMAS):
     """Search 1 of the published protocol: best (a1, a2, sigma) for minmax(smooth(a1 S + a2 T)).
 
@@ -214,8 +261,8 @@ def search_local(scores, weights=WEIGHTS, sigmas=SIGMAS):
     wins). Each combination is filtered on its own, as the published code does, so ties are
     decided on the same floating-point values.
     """
-    spatial, temporal = scores.concat("spatial"), scores.concat("temporal")
-    labels = scores.concat("labels")
+    spatial, temporal = (scores.concat(bank) for bank in LOCAL_FUSION)
+    labels = scores.all_labels()
     best = None
     for sigma in sigmas:
         for a1 in weights:
@@ -229,12 +276,13 @@ def search_local(scores, weights=WEIGHTS, sigmas=SIGMAS):
 def search_total(scores, a1, a2, weights=WEIGHTS, sigmas=SIGMAS):
     """Search 2: best (b1, b2, sigma) for minmax(b1 * local + b2 * global), local being
     a1 S + a2 T z-scored over all frames then smoothed over the concatenation."""
-    local_raw = zscore(a1 * scores.concat("spatial") + a2 * scores.concat("temporal"))
-    labels = scores.concat("labels")
+    spatial, temporal = (scores.concat(bank) for bank in LOCAL_FUSION)
+    local_raw = zscore(a1 * spatial + a2 * temporal)
+    labels = scores.all_labels()
     best = None
     for sigma in sigmas:
         local = smooth(local_raw, sigma)
-        glob = global_stream(scores.highlevel, sigma)
+        glob = global_stream(scores.banks[GLOBAL_FUSION], sigma)
         for b1 in weights:
             b2 = complement(b1)
             value = micro_auroc(minmax(b1 * local + b2 * glob), labels)
@@ -244,32 +292,29 @@ def search_total(scores, a1, a2, weights=WEIGHTS, sigmas=SIGMAS):
 
 
 def published_protocol(scores):
-    """Both searches of SPEC 7, plus the single-stream rows of the paper's Tables 2 and 5
-    (sigma searched, weight fixed at 1.0 / 0.0). Everything here is tuned on the test labels."""
-    local = search_local(scores)
-    total = search_total(scores, local.a1, local.a2)
-    return {
-        "local": local,
-        "spatial_only": search_local(scores, weights=(1.0,)),
-        "temporal_only": search_local(scores, weights=(0.0,)),
-        "global_only": search_total(scores, local.a1, local.a2, weights=(0.0,)),
-        "total": total,
-        "weights": FusionWeights(local.a1, local.a2, total.b1, total.b2, total.sigma),
-    }
+    """Both searches of SPEC 7, and each bank alone with its sigma searched (the single-stream rows
+    of the paper's Tables 2 and 5). Everything here is tuned on the test labels."""
+    protocol = {f"{bank}_only": search_bank(scores, bank) for bank in scores.banks}
+    if scores.fusable:
+        local = search_local(scores)
+        total = search_total(scores, local.a1, local.a2)
+        protocol.update(local=local, total=total,
+                        weights=FusionWeights(local.a1, local.a2, total.b1, total.b2, total.sigma))
+    return protocol
 
 
 def evaluate(scores, fixed_weights):
     """All results as a JSON-ready dict: the published protocol (test-tuned) and every stream
     at the protocol's weights and at ``fixed_weights`` (chosen in advance)."""
     protocol = published_protocol(scores)
-    labels = scores.concat("labels")
+    labels = scores.all_labels()
     return {
         "n_videos": len(scores.names),
         "n_frames": int(labels.size),
         "n_anomalous_frames": int(labels.sum()),
         "protocol": {
             **{key: asdict(value) for key, value in protocol.items()},
-            "streams": evaluate_streams(scores, protocol["weights"]),
+            "streams": evaluate_streams(scores, protocol.get("weights", fixed_weights)),
         },
         "fixed": {
             "weights": asdict(fixed_weights),
@@ -286,39 +331,51 @@ class SavedEvaluation:
     metadata: dict
 
 
-_SCORE_FIELDS = ("spatial", "temporal", "highlevel", "labels")
-
-
 def save_results(path_npz, path_json, scores, results, metadata=None, fused=None):
-    """Write per-frame scores (npz: names, lengths, the concatenated S, T, H, labels and any
-    ``fused`` per-video vectors as ``fused_<name>``) and results + caller metadata (json)."""
-    arrays = {field: scores.concat(field) for field in _SCORE_FIELDS}
+    """Write per-frame scores (npz: names, lengths, the banks' names and streams, each bank's
+    concatenated scores under its name, labels, and any ``fused`` per-video vectors as
+    ``fused_<name>``) and results + caller metadata (json)."""
+    arrays = {bank: scores.concat(bank) for bank in scores.banks}
     arrays.update({f"fused_{name}": np.concatenate(x) for name, x in (fused or {}).items()})
     with atomic_path(path_npz) as tmp, open(tmp, "wb") as f:
-        np.savez(f, names=np.array(scores.names, dtype=str),
-                 lengths=np.array(scores.lengths, dtype=np.int64), **arrays)
+        np.savez(f, names=np.array(scores.names, dtype=str), lengths=np.array(scores.lengths, dtype=np.int64),
+                 banks=np.array(list(scores.banks), dtype=str),
+                 bank_streams=np.array([scores.streams[bank] for bank in scores.banks], dtype=str),
+                 labels=scores.all_labels(), **arrays)
     document = {"metadata": metadata or {}, "results": results}
     with atomic_path(path_json) as tmp, open(tmp, "w") as f:
         json.dump(document, f, indent=2, allow_nan=False)
 
 
 def load_results(path_npz, path_json):
-    """Read back what ``save_results`` wrote."""
+    """Read back what ``save_results`` wrote (files without bank names hold the published three)."""
     for path in (path_npz, path_json):
         if not Path(path).is_file():
             raise VPCError(f"{path} not found: run the Memorization stage first to write it")
-    with np.load(path_npz) as data:
-        if not {"names", "lengths", *_SCORE_FIELDS} <= set(data.files):
-            raise VPCError(f"{path_npz} is not a saved evaluation: rerun the Memorization stage")
-        split_at = np.cumsum(data["lengths"])[:-1]
-        per_video = {key: np.split(data[key], split_at) for key in data.files
-                     if key not in ("names", "lengths")}
-        names = [str(x) for x in data["names"]]
-    scores = VideoScores(names, *(per_video.pop(field) for field in _SCORE_FIELDS))
+    remedy = "delete it and rerun the Memorization stage"
+    try:
+        with np.load(path_npz, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except Exception:       # a zip or array that cannot be read is damage, whatever the exception
+        raise VPCError(f"{path_npz} is damaged (not a readable .npz file); {remedy}") from None
+    banks = [str(b) for b in arrays.pop("banks", PUBLISHED_STREAMS)]
+    streams = dict(zip(banks, (str(s) for s in arrays.pop("bank_streams", PUBLISHED_STREAMS.values()))))
+    if not {"names", "lengths", "labels", *banks} <= set(arrays):
+        raise VPCError(f"{path_npz} is not a saved evaluation; {remedy}")
+    lengths = arrays.pop("lengths")
+    if any(len(arrays[key]) != lengths.sum() for key in arrays if key != "names"):
+        raise VPCError(f"{path_npz} is damaged (its vectors do not cover the frames it lists); {remedy}")
+    split_at = np.cumsum(lengths)[:-1]
+    names = [str(x) for x in arrays.pop("names")]
+    per_video = {key: np.split(value, split_at) for key, value in arrays.items()}
+    scores = VideoScores(names, {bank: per_video.pop(bank) for bank in banks}, streams, per_video.pop("labels"))
     fused = {key[len("fused_"):]: value for key, value in per_video.items()}
-    with open(path_json) as f:
-        document = json.load(f)
-    return SavedEvaluation(scores, fused, document["results"], document["metadata"])
+    try:
+        with open(path_json) as f:
+            document = json.load(f)
+        return SavedEvaluation(scores, fused, document["results"], document["metadata"])
+    except (ValueError, KeyError, TypeError):
+        raise VPCError(f"{path_json} is damaged (not the JSON results of a run); {remedy}") from None
 
 
 def _pct(value):
@@ -345,24 +402,24 @@ def format_results(results, metadata=None):
     lines += ["Published protocol (weights and sigma tuned on the test labels, as the paper's "
               "tables were made; micro AUROC %):", "",
               "| score | AUROC | chosen |", "|---|---|---|"]
-    rows = (("spatial (a1=1.0)", "spatial_only", ("sigma",)),
-            ("temporal (a1=0.0)", "temporal_only", ("sigma",)),
-            ("local (spatial+temporal)", "local", ("a1", "a2", "sigma")),
-            ("global (b1=0.0)", "global_only", ("sigma",)),
-            ("total (local+global)", "total", ("b1", "b2", "sigma")))
-    for title, key, shown in rows:
+    rows = [(f"{title(key[:-len('_only')])} alone", key, ("sigma",)) for key in protocol if key.endswith("_only")]
+    if "total" in protocol:
+        rows[len(LOCAL_FUSION):len(LOCAL_FUSION)] = [("local (spatial+temporal)", "local", ("a1", "a2", "sigma"))]
+        rows.append(("total (local+global)", "total", ("b1", "b2", "sigma")))
+    for row_title, key, shown in rows:
         chosen = ", ".join(f"{name}={protocol[key][name]}" for name in shown)
-        lines.append(f"| {title} | {_pct(protocol[key]['auroc'])} | {chosen} |")
+        lines.append(f"| {row_title} | {_pct(protocol[key]['auroc'])} | {chosen} |")
+    protocol_weights = _weights_text(protocol["weights"]) if "weights" in protocol else "none (no fusion)"
     lines += ["", "Per stream (AUROC %; macro = mean over videos with both classes):",
-              f"protocol weights: {_weights_text(protocol['weights'])}; "
+              f"protocol weights: {protocol_weights}; "
               f"fixed weights (chosen in advance): {_weights_text(fixed['weights'])}", "",
               "| stream | protocol micro | protocol macro | fixed micro | fixed macro |",
               "|---|---|---|---|---|"]
-    for name in STREAMS:
-        p, q = protocol["streams"][name], fixed["streams"][name]
-        lines.append(f"| {STREAM_TITLES[name]} | {_pct(p['micro'])} | {_pct(p['macro'])} "
+    for name, q in fixed["streams"].items():
+        p = protocol["streams"][name]
+        lines.append(f"| {title(name)} | {_pct(p['micro'])} | {_pct(p['macro'])} "
                      f"| {_pct(q['micro'])} | {_pct(q['macro'])} |")
-    skipped = fixed["streams"]["total"]["macro_skipped"]
+    skipped = max(stream["macro_skipped"] for stream in fixed["streams"].values())
     if skipped:
         lines += ["", f"macro AUROC skips {skipped} single-class video(s) "
                       f"of {results['n_videos']}."]

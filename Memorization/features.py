@@ -9,21 +9,21 @@ objects keeps the detector's placeholder (a one-element zero array) in the local
 import json
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 
 import cv2
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fastprogress.fastprogress import progress_bar
 
 from extra.datasets import normalize_frame
 from extra.device import device_description
 from extra.errors import VPCError
-from extra.io import atomic_path
-from extra.provenance import check_record, read_h5_record, write_h5_record
-from extra.workdir import clip_key
-from Memorization.options import COMPRESSIONS, NORMALIZATIONS, compression_record, local_folder, global_folder
+from extra.progress import progress
+from extra.store import clip_key, is_empty_clip, is_finished, open_clip_file, write_clip_file
+from extra.workdir import OBJECT_BATCHES, WorkDir
+from Memorization.banks import STREAMS
+from Memorization.options import COMPRESSIONS, NORMALIZATIONS
 
 INPUT_SIZE = 224       # the encoder's input side
 LOCAL_GRID = 28        # lf maps are LOCAL_GRID x LOCAL_GRID
@@ -96,11 +96,6 @@ def tapped_maps(backbone, images, out_size):
     return torch.cat([pool_map(layer2, out_size), pool_map(layer3, out_size)], dim=1)
 
 
-def is_placeholder(batch):
-    """The detector's mark of a clip without objects: a one-dimensional (one-element) array."""
-    return batch.ndim == 1
-
-
 @torch.no_grad()
 def local_feature_set(crops, backbone, cnl_pool, compressions=("split",), seed=0):
     """Object crops (n, 3, d, H, W), BGR in [-1, 1] -> {compression: lf (n, c', d, 28, 28) float32 on the CPU}.
@@ -110,7 +105,7 @@ def local_feature_set(crops, backbone, cnl_pool, compressions=("split",), seed=0
     the ``compressions`` asked for (see ``compress_channels``; ``seed`` is the random draw's).
     """
     crops = torch.as_tensor(crops)
-    if is_placeholder(crops):
+    if is_empty_clip(crops):
         return None
     n, _, d = crops.shape[:3]
     images = frame_major(crops).to(backbone.device, torch.float32)
@@ -159,116 +154,86 @@ def global_features(frames, backbone, normalization="published"):
 # --- per-video files ------------------------------------------------------------------------------
 
 def backbone_record(backbone):
+    """The backbone fields of every record: its architecture and whether its weights are random."""
     return {"backbone": backbone.name, "random_weights": bool(backbone.random_weights)}
 
 
-def _write_timing(h5_file, seconds, device):
-    h5_file.attrs[TIMING_ATTRIBUTE] = json.dumps({"seconds": seconds, "device": device_description(device)})
+def feature_record(stream, method, backbone):
+    """What a stream's feature files depend on (recorded in each); ``backbone``: its record fields."""
+    return {"dataset": method.dataset, "consecutive": method.consecutive, **backbone, **stream.record(method)}
 
 
-def extraction_time(path):
+def extraction_time(path, kind):
     """{"seconds", "device"} of a feature file's extraction, None when it has none (older or the authors' files)."""
-    with h5py.File(path, "r") as f:
-        text = f.attrs.get(TIMING_ATTRIBUTE)
+    with open_clip_file(path, kind) as opened:
+        text = opened.file_attribute(TIMING_ATTRIBUTE)
     return None if text is None else json.loads(text)
 
 
-def _is_done(path, record, n_clips, overwrite):
-    """A finished file (files appear only when complete) made with the same settings."""
-    if overwrite or not path.is_file():
-        return False
-    with h5py.File(path, "r") as f:
-        check_record(read_h5_record(f), record, path)
-        if len(f) != n_clips:
-            raise VPCError(f"{path} holds {len(f)} clips but the video has {n_clips}; delete it or pass --overwrite")
-    return True
+def _timing(started, backbone):
+    return json.dumps({"seconds": time.perf_counter() - started, "device": device_description(backbone.device)})
 
 
-def _object_batches(path, n_clips, consecutive):
-    """Open the detector's per-video file after checking it matches the video's clips."""
-    if not path.is_file():
-        raise VPCError(f"object batches not found: {path}; run ObjectDetection/run.py with the same "
-                       f"--dataset, --consecutive and --work_num first")
-    objects = h5py.File(path, "r")
-    found, recorded = len(objects), (read_h5_record(objects) or {}).get("consecutive")
-    if found != n_clips or recorded not in (None, consecutive):
-        objects.close()
-        made_with = "" if recorded is None else f" made with --consecutive {recorded}"
-        raise VPCError(f"{path} holds {found} clips{made_with} but the video gives {n_clips} clips of "
-                       f"{consecutive} frames: rerun ObjectDetection with --consecutive {consecutive}")
-    return objects
-
-
-def write_local_features(object_batches_path, n_clips, backbone, consecutive, cnl_pool, outputs, seed=0):
+def write_local_features(objects_path, n_clips, backbone, method, outputs):
     """One pass of the encoder over a video's object crops, written once per compression.
 
     ``outputs``: {compression: (out_path, record)}.
     """
     started = time.perf_counter()
+    d = method.consecutive
     with ExitStack() as stack:
-        objects = stack.enter_context(_object_batches(object_batches_path, n_clips, consecutive))
-        files = {}
-        for compression, (path, record) in outputs.items():
-            files[compression] = stack.enter_context(h5py.File(stack.enter_context(atomic_path(path)), "w"))
-            write_h5_record(files[compression], record)
+        objects = stack.enter_context(open_clip_file(objects_path, OBJECT_BATCHES, n_clips=n_clips))
+        writers = {compression: stack.enter_context(write_clip_file(path, record, n_clips))
+                   for compression, (path, record) in outputs.items()}
         for clip in range(n_clips):
-            batch = objects[clip_key(clip)][()]
-            if not is_placeholder(batch) and (batch.ndim != 5 or batch.shape[2] != consecutive):
-                raise VPCError(f"{object_batches_path}, clip {clip_key(clip)}: expected crops "
-                               f"(n, 3, {consecutive}, H, W), found shape {batch.shape}")
-            features = local_feature_set(batch, backbone, cnl_pool, tuple(outputs), seed)
-            for compression, out in files.items():
-                out.create_dataset(clip_key(clip), data=batch if features is None else features[compression].numpy())
-        for out in files.values():
-            _write_timing(out, time.perf_counter() - started, backbone.device)
+            batch = objects.clip(clip)
+            if not is_empty_clip(batch) and (batch.ndim != 5 or batch.shape[2] != d):
+                raise VPCError(f"{objects_path}, clip {clip_key(clip)}: expected crops (n, 3, {d}, H, W), "
+                               f"found shape {batch.shape}; rerun ObjectDetection/run.py with --consecutive {d}")
+            features = local_feature_set(batch, backbone, method.cnl_pool, tuple(outputs), method.compression_seed)
+            for compression, writer in writers.items():
+                writer.add(clip, batch if features is None else features[compression].numpy())
+        for writer in writers.values():
+            writer.attrs[TIMING_ATTRIBUTE] = _timing(started, backbone)
 
 
-def write_global_features(video, backbone, consecutive, normalization, out_path, record):
+def write_global_features(video, backbone, method, out_path, record):
     started = time.perf_counter()
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
-        write_h5_record(out, record)
-        for clip, frames in video.iter_clips(consecutive):
-            out.create_dataset(clip_key(clip), data=global_features(frames, backbone, normalization).numpy())
-        _write_timing(out, time.perf_counter() - started, backbone.device)
+    with write_clip_file(out_path, record, video.n_clips(method.consecutive)) as writer:
+        for clip, frames in video.iter_clips(method.consecutive):
+            writer.add(clip, global_features(frames, backbone, method.normalization).numpy())
+        writer.attrs[TIMING_ATTRIBUTE] = _timing(started, backbone)
 
 
-def extract_video_features(video, object_batches_path, backbone, settings, consecutive, cnl_pool,
-                           out_local_path, out_global_path, normalization="published", overwrite=False,
-                           compression_seed=0):
-    """Write one video's lf file(s) and gf file; a file already complete with the same settings is kept.
+def extract_video_features(video, split, run, backbone, compressions=None):
+    """Write one video's lf file(s) and gf file where missing; a file already complete with the same
+    settings is kept (``run.overwrite`` redoes it, ``run.verify`` reads it whole first).
 
-    ``out_local_path``: the lf file of split pooling, or {compression: path} for several
-    compressions at once (one encoder pass for all of them). Returns (local_written, global_written).
+    ``compressions``: the local features' compressions to write (default: the method's), all
+    from one encoder pass. Returns (local_written, global_written).
     """
-    local_paths = out_local_path if isinstance(out_local_path, dict) else {COMPRESSIONS[0]: out_local_path}
-    n_clips = video.n_clips(consecutive)
-    common = {"dataset": settings.name, "consecutive": consecutive, **backbone_record(backbone)}
+    method, work = run.method, WorkDir(run.context.work_dir, run.method.dataset)
+    n_clips = video.n_clips(method.consecutive)
+    fields = backbone_record(backbone)
     local_todo = {}
-    for compression, path in local_paths.items():
-        record = {**common, "cnl_pool": cnl_pool, **compression_record(compression, compression_seed)}
-        if not _is_done(path, record, n_clips, overwrite):
+    for compression in compressions or (method.compression,):
+        variant = replace(method, compression=compression)
+        path = STREAMS["local"].path(work, variant, split, video.name)
+        record = feature_record(STREAMS["local"], variant, fields)
+        if not is_finished(path, STREAMS["local"].kind, record, n_clips, run.overwrite, run.verify):
             local_todo[compression] = (path, record)
-    global_record = {**common, "normalization": normalization}
-    global_todo = not _is_done(out_global_path, global_record, n_clips, overwrite)
+    global_path = STREAMS["global"].path(work, method, split, video.name)
+    global_record = feature_record(STREAMS["global"], method, fields)
+    global_todo = not is_finished(global_path, STREAMS["global"].kind, global_record, n_clips, run.overwrite,
+                                  run.verify)
     if local_todo:
-        write_local_features(object_batches_path, n_clips, backbone, consecutive, cnl_pool, local_todo,
-                             compression_seed)
+        write_local_features(work.object_batches(split, video.name), n_clips, backbone, method, local_todo)
     if global_todo:
-        write_global_features(video, backbone, consecutive, normalization, out_global_path, global_record)
+        write_global_features(video, backbone, method, global_path, global_record)
     return bool(local_todo), global_todo
 
 
-def extract_split_features(videos, split, work, backbone, settings, consecutive, cnl_pool,
-                           normalization="published", overwrite=False, compressions=(COMPRESSIONS[0],),
-                           compression_seed=0):
-    """``extract_video_features`` for each video of a split, paths from ``work`` (an extra.workdir.WorkDir):
-    the local features of every compression in ``compressions`` (one encoder pass), the global ones once."""
-    bar = progress_bar(videos)
-    for video in bar:
-        bar.comment = f"{split} features {video.name}"
-        local_paths = {compression: work.local_features(local_folder(cnl_pool, compression), split, video.name)
-                       for compression in compressions}
-        extract_video_features(video, work.object_batches(split, video.name), backbone, settings, consecutive,
-                               cnl_pool, local_paths, work.global_features(global_folder(cnl_pool, normalization),
-                                                                           split, video.name),
-                               normalization, overwrite, compression_seed)
+def extract_split_features(videos, split, run, backbone, compressions=None):
+    """``extract_video_features`` for each video of a split, with one progress line per video."""
+    for video in progress(videos, f"{split} features"):
+        extract_video_features(video, split, run, backbone, compressions)

@@ -1,11 +1,15 @@
-"""The Memorization stage's options and their choices: plain data, cheap to import.
+"""The Memorization stage's configuration: plain data, cheap to import.
 
-``run.py`` resolves the command line against these before any model code is imported, so a
-mistyped flag or a missing folder is reported at once.
+``MethodConfig`` holds every hyperparameter the method's numbers depend on, resolved once from
+extra/config.py and the flags (``Memorization.cli.resolve_run``) and passed whole: it is what a
+model file stores. ``MemorizationRun`` adds where the run reads and writes and what it may reuse.
 """
 from dataclasses import dataclass, field
 
-BANKS = ("spatial", "temporal", "highlevel")
+from extra.cli import RunContext
+from Memorization.evaluation import FusionWeights
+
+PUBLISHED_BANKS = ("spatial", "temporal", "highlevel")
 # Blocks of layer1..layer3 and stem width of CLIP's ResNets (the layer4 count plays no part here).
 ARCHITECTURES = {
     "RN50": ((3, 4, 6), 64),
@@ -32,12 +36,15 @@ COMPRESSIONS = ("split", "head", "random")
 
 
 @dataclass(frozen=True)
-class MemorizationOptions:
-    """Everything the stage's results depend on, resolved from flags and extra/config.py."""
+class MethodConfig:
+    """Every effective hyperparameter of the method (SPEC sections 1 to 6); defaults: the paper's."""
 
-    cnl_pool: int
-    pool_for_sm: int
-    ratios: dict = field(default_factory=lambda: dict.fromkeys(BANKS, 1.0))   # bank -> coreset ratio
+    dataset: str                     # the preset the per-dataset defaults came from (extra/config.py)
+    consecutive: int                 # d: frames per clip
+    cnl_pool: int                    # c'
+    pool_for_sm: int = 4             # p
+    power_n: int = 1
+    ratios: dict = field(default_factory=lambda: dict.fromkeys(PUBLISHED_BANKS, 1.0))   # bank -> coreset ratio
     eps_coreset: float = 0.9
     random_projection: bool = False
     temporal_pooling: str = "mismatched"
@@ -45,37 +52,39 @@ class MemorizationOptions:
     bank_order: str = BANK_ORDERS[0]
     normalization: str = NORMALIZATIONS[0]
     compression: str = COMPRESSIONS[0]
-    compression_seed: int = 0       # the "random" compression's channel draw
-    backbone: str = "RN101"         # architecture name, or a weights file
+    compression_seed: int = 0        # the "random" compression's channel draw
+    seed: int = 0                    # coreset projection
+    backbone: str = "RN101"          # architecture name, or a weights file
     random_weights: bool = False
-    save_feature: bool = True
-    save_memory: bool = True
-    overwrite: bool = False
-    seed: int = 0
-    # Evaluation with weights chosen in advance: a1 (spatial vs temporal), b1 (local vs global).
-    fixed_a1: float = 0.5
-    fixed_b1: float = 0.5
-    fixed_sigma: int = 0
 
     @property
     def local_folder(self):
+        """Name of the l_features/<dataset>/ folder: c' for split pooling (the authors' path),
+        c'_<compression> for the ablations, so their features and banks never meet the default's."""
         return local_folder(self.cnl_pool, self.compression)
 
     @property
     def global_folder(self):
-        return global_folder(self.cnl_pool, self.normalization)
+        """Name of the g_features/<dataset>/ folder: c' (the authors' path, although the global stream
+        does not depend on c' nor on the compression), c'_<normalization> for CLIP's normalisation."""
+        return str(self.cnl_pool) if self.normalization == NORMALIZATIONS[0] else f"{self.cnl_pool}_{self.normalization}"
 
 
 def local_folder(cnl_pool, compression):
-    """Name of the l_features/<dataset>/ folder: c' for split pooling (the authors' path),
-    c'_<compression> for the ablations, so their features and banks never meet the default's."""
     return str(cnl_pool) if compression == COMPRESSIONS[0] else f"{cnl_pool}_{compression}"
 
 
-def global_folder(cnl_pool, normalization):
-    """Name of the g_features/<dataset>/ folder: c' (the authors' path, although the global stream
-    does not depend on c' nor on the compression), c'_<normalization> for CLIP's normalisation."""
-    return str(cnl_pool) if normalization == NORMALIZATIONS[0] else f"{cnl_pool}_{normalization}"
+@dataclass(frozen=True)
+class MemorizationRun:
+    """One run of the stage: the method, where it runs, what it may reuse, the weights chosen in advance."""
+
+    context: RunContext
+    method: MethodConfig
+    fixed: FusionWeights             # evaluation with weights chosen in advance
+    save_feature: bool = True        # extract test features (false: the saved ones must exist)
+    save_memory: bool = True         # build the memory banks (false: the saved ones must exist)
+    overwrite: bool = False
+    verify: bool = False             # read every reused file whole and check it
 
 
 def compression_record(compression, seed):
@@ -88,53 +97,39 @@ def compression_record(compression, seed):
     return {"compression": compression}
 
 
-def ablation_tags(options, bank=None):
-    """Short names of the ablation switches set away from the published method, in a fixed order.
-
-    With ``bank``, only those that bank's file name needs: the ones it depends on that its folder
-    (``local_folder`` / ``global_folder``) does not already tell.
-    """
+def run_tags(method):
+    """Short names of the switches a run sets away from the published method, in a fixed order."""
     tags = []
-    if bank is None and options.compression != COMPRESSIONS[0]:
-        tags.append(options.compression)
-    if bank is None and options.normalization != NORMALIZATIONS[0]:
-        tags.append(f"{options.normalization}norm")
-    if bank in (None, "temporal"):
-        if options.temporal_pooling != "mismatched":
-            tags.append(f"{options.temporal_pooling}pool")
-        if options.absolute_difference:
-            tags.append("absdiff")
-    if options.bank_order != BANK_ORDERS[0]:
+    if method.compression != COMPRESSIONS[0]:
+        tags.append(method.compression)
+    if method.normalization != NORMALIZATIONS[0]:
+        tags.append(f"{method.normalization}norm")
+    tags += temporal_tags(method)
+    if method.bank_order != BANK_ORDERS[0]:
         tags.append("concatfirst")
     return tags
 
 
-def results_name(options):
-    """Folder name of a run's results: the three ratios, then the ablation tags (none by default)."""
-    return "_".join([f"{bank}{float(options.ratios[bank])}" for bank in BANKS] + ablation_tags(options))
+def temporal_tags(method):
+    """The tags of the temporal patches' switches."""
+    tags = []
+    if method.temporal_pooling != "mismatched":
+        tags.append(f"{method.temporal_pooling}pool")
+    if method.absolute_difference:
+        tags.append("absdiff")
+    return tags
 
 
-def results_folder(work, options):
-    """Where a run's scores and results go (an extra.workdir.WorkDir and the run's options)."""
-    return work.results(options.cnl_pool) / results_name(options)
+def results_name(method, banks=PUBLISHED_BANKS):
+    """Folder name of a run's results: the banks' ratios, then the switch tags (none by default)."""
+    return "_".join([f"{bank}{float(method.ratios[bank])}" for bank in banks] + run_tags(method))
 
 
-def figures_folder(work, options):
+def results_folder(work, method):
+    """Where a run's scores and results go (an extra.workdir.WorkDir and the run's method)."""
+    return work.results(method.cnl_pool) / results_name(method)
+
+
+def figures_folder(work, method):
     """Where the figures of a run go: beside no other run's."""
-    return work.root / "figures" / work.dataset / str(options.cnl_pool) / results_name(options)
-
-
-def bank_record(bank, options, consecutive, dataset, backbone_fields):
-    """The settings a memory bank depends on (recorded beside it)."""
-    record = {"dataset": dataset, "consecutive": consecutive, "ratio": float(options.ratios[bank]),
-              "random_projection": options.random_projection, "eps_coreset": options.eps_coreset,
-              "bank_order": options.bank_order, "seed": options.seed, **backbone_fields}
-    if bank == "highlevel":
-        record["normalization"] = options.normalization
-    else:
-        record.update(cnl_pool=options.cnl_pool, **compression_record(options.compression, options.compression_seed))
-    if bank == "spatial":
-        record["pool_for_sm"] = options.pool_for_sm
-    if bank == "temporal":
-        record.update(temporal_pooling=options.temporal_pooling, absolute_difference=options.absolute_difference)
-    return record
+    return work.root / "figures" / work.dataset / str(method.cnl_pool) / results_name(method)

@@ -7,95 +7,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from extra.cli import add_bool_flag, base_parser, resolve_context  # noqa: E402
-from extra.errors import VPCError, run_main  # noqa: E402
-from Memorization.options import (  # noqa: E402
-    ARCHITECTURES, BANK_ORDERS, BANKS, COMPRESSIONS, NORMALIZATIONS, TEMPORAL_POOLING, MemorizationOptions,
-)
-
-
-def add_method_arguments(parser):
-    """The method's settings and ablation switches (defaults: the paper's method, per dataset)."""
-    parser.add_argument("--cnl_pool", type=int, default=None,
-                        help="c': channels of the local features (default: the dataset's, 32 avenue / 64 otherwise)")
-    parser.add_argument("--compression", default=COMPRESSIONS[0], choices=COMPRESSIONS,
-                        help="local channels to c': split pooling (default), the first c' (head) or c' drawn "
-                             "at random (random; features in l_features/<dataset>/<c'>_<mode>/)")
-    parser.add_argument("--compression_seed", type=int, default=0, help="seed of the random compression's draw")
-    parser.add_argument("--pool_for_sm", type=int, default=None,
-                        help="p: spatial patches on a (28 // p) x (28 // p) grid (default 4)")
-    for bank in BANKS:
-        parser.add_argument(f"--{bank}_f_coreset", type=float, default=None,
-                            help=f"coreset ratio of the {bank} bank (default: the dataset's; >= 1 keeps all)")
-    parser.add_argument("--eps_coreset", type=float, default=0.9, help="eps of the sparse random projection")
-    add_bool_flag(parser, "--random_projection", False, "compute coreset distances on a sparse random projection")
-    parser.add_argument("--normalization", default="published", choices=NORMALIZATIONS,
-                        help="whole-frame input scaling: published x/127.5-1 (default) or CLIP's mean/std")
-    parser.add_argument("--temporal_pooling", default="mismatched", choices=sorted(TEMPORAL_POOLING),
-                        help="temporal patch pooling: mismatched (avg memorising, max inference; default)")
-    add_bool_flag(parser, "--absolute_difference", False, "temporal patches from |lf_t+1 - lf_t| (the slides)")
-    parser.add_argument("--bank_order", default=BANK_ORDERS[0], choices=BANK_ORDERS,
-                        help="coreset per training video then concatenate (default, published) or the reverse")
-
-
-def add_backbone_arguments(parser):
-    """Which CLIP encoder and weights extract the features."""
-    parser.add_argument("--backbone", default="RN101", choices=ARCHITECTURES,
-                        help="CLIP ResNet whose layer2/layer3 are tapped (default RN101, the paper's)")
-    parser.add_argument("--clip_weights", default=None,
-                        help="local CLIP weights file (OpenAI's archive or a state dict) instead of CLIP's cache")
-    add_bool_flag(parser, "--random_weights", False,
-                  "use seeded RANDOM backbone weights (tests, demos without weights; results are marked)")
-
-
-def add_evaluation_arguments(parser):
-    """Weights and smoothing fixed in advance, for the evaluation a user can trust."""
-    parser.add_argument("--fixed_a1", type=float, default=None,
-                        help="weight of the spatial score, chosen in advance (default: extra/config.py)")
-    parser.add_argument("--fixed_b1", type=float, default=None,
-                        help="weight of the local stream, chosen in advance (default: extra/config.py)")
-    parser.add_argument("--fixed_sigma", type=int, default=None,
-                        help="Gaussian smoothing chosen in advance, 0 for none (default: extra/config.py)")
-
-
-def build_parser():
-    parser = base_parser(__doc__.splitlines()[0])
-    add_method_arguments(parser)
-    add_bool_flag(parser, "--save_feature", True, "extract test features (false: use the saved ones)")
-    add_bool_flag(parser, "--save_memory", True, "build the memory banks (false: use the saved ones)")
-    add_bool_flag(parser, "--overwrite", False, "redo features and banks even when saved ones match")
-    add_backbone_arguments(parser)
-    add_evaluation_arguments(parser)
-    return parser
-
-
-def options_from_args(args, settings):
-    def pick(value, default):
-        return default if value is None else value
-
-    ratios = {bank: pick(getattr(args, f"{bank}_f_coreset"), settings.coreset_ratio) for bank in BANKS}
-    if args.clip_weights and args.random_weights:
-        raise VPCError("--clip_weights and --random_weights exclude each other")
-    return MemorizationOptions(
-        cnl_pool=pick(args.cnl_pool, settings.cnl_pool), pool_for_sm=pick(args.pool_for_sm, settings.pool_for_sm),
-        ratios=ratios, eps_coreset=args.eps_coreset, random_projection=args.random_projection,
-        temporal_pooling=args.temporal_pooling, absolute_difference=args.absolute_difference,
-        bank_order=args.bank_order, normalization=args.normalization,
-        compression=args.compression, compression_seed=args.compression_seed,
-        backbone=args.clip_weights or args.backbone, random_weights=args.random_weights,
-        save_feature=args.save_feature, save_memory=args.save_memory, overwrite=args.overwrite,
-        fixed_a1=pick(args.fixed_a1, settings.fixed_a1), fixed_b1=pick(args.fixed_b1, settings.fixed_b1),
-        fixed_sigma=pick(args.fixed_sigma, settings.fixed_sigma),
-    )
+from extra.errors import run_main  # noqa: E402
+from Memorization.cli import build_parser, resolve_run  # noqa: E402
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    context = resolve_context(args)
-    options = options_from_args(args, context.settings)
+    run = resolve_run(build_parser(__doc__.splitlines()[0]).parse_args(argv))
     from Memorization.pipeline import run_memorization   # the model code, once the arguments are sound
 
-    run_memorization(context, options)
+    run_memorization(run)
     return 0
 
 

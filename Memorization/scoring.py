@@ -36,13 +36,6 @@ def nearest_distances(patches, bank, chunk_size=CHUNK_SIZE):
     return nearest.clamp_min(0).sqrt().to(patches.dtype)
 
 
-def patch_score(patches, bank, power, chunk_size=CHUNK_SIZE):
-    """(max over patches of the distance to the nearest bank row) ** power, as a float."""
-    if patches.shape[0] == 0:
-        raise VPCError("no patches to score")
-    return float(nearest_distances(patches, bank, chunk_size).max()) ** power
-
-
 def object_scores(patches, n_objects, bank, power, chunk_size=CHUNK_SIZE):
     """Score of every object of a batch, (n_objects,), from one nearest-neighbour search.
 

@@ -22,7 +22,7 @@ METRICS = {
     "spatial": ("spatial_only", "spatial"),
     "temporal": ("temporal_only", "temporal"),
     "local": ("local", "local"),
-    "global": ("global_only", "highlevel"),
+    "global": ("highlevel_only", "highlevel"),
     "total": ("total", "total"),
 }
 METRIC_TITLES = {"spatial": "Spatial", "temporal": "Temporal", "local": "Spatial+Temporal (local)",

@@ -9,6 +9,7 @@ import numpy as np
 
 from extra.datasets import normalize_frame
 from extra.errors import VPCError
+from extra.store import empty_clip
 
 BOX_COLUMNS = 6
 
@@ -82,11 +83,6 @@ def crop_object(frame, box, obj_size):
     return cv2.resize(crop, (obj_size, obj_size))
 
 
-def empty_clip_objects():
-    """The placeholder stored for a clip without objects: a one-element zero array."""
-    return np.zeros(1, dtype=np.float32)
-
-
 def clip_crops(frames, boxes, obj_size):
     """Every box cut from every frame of the clip: uint8 BGR (n_objects, d, obj_size, obj_size, 3)."""
     if len(boxes) == 0:
@@ -100,5 +96,5 @@ def objects_array(crops):
     No crop gives the placeholder.
     """
     if len(crops) == 0:
-        return empty_clip_objects()
+        return empty_clip()
     return np.ascontiguousarray(normalize_frame(crops).transpose(0, 4, 1, 2, 3))

@@ -1,10 +1,8 @@
 """The stage's files: per-video HDF5 object batches and the per-split boxes pickle (SPEC sections 2, 8).
 
-Object batches: one dataset per clip, named ``clip_key(i)``, holding float32 (n_objects, 3, d, H, W)
-or the one-element placeholder. Each dataset also carries its boxes as an attribute ``boxes``
-(float64 (n_objects, 6)), so a later run can rebuild the pickle without detecting again; the file
-carries the settings record of extra.provenance. Files are written under a temporary name and
-renamed once every clip is in, so an existing file is a complete one.
+Object batches: a clip file of extra.store, each clip float32 (n_objects, 3, d, H, W) or the
+empty-clip placeholder. Each clip's dataset also carries its boxes as an attribute ``boxes``
+(float64 (n_objects, 6)), so a later run can rebuild the pickle without detecting again.
 
 Boxes pickle: ``{'1': [clip 0 boxes, clip 1 boxes, ...], '2': ...}`` keyed by the 1-based index of
 the video in the split's sorted order; each box is ``[xmin, ymin, xmax, ymax, conf, cls]``.
@@ -13,13 +11,11 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
-
 from extra.datasets import natural_key
 from extra.errors import VPCError
-from extra.io import atomic_path, load_pickle, save_pickle
-from extra.provenance import check_record, read_h5_record, write_h5_record
-from extra.workdir import clip_key
+from extra.io import load_pickle, save_pickle
+from extra.store import open_clip_file, write_clip_file
+from extra.workdir import OBJECT_BATCHES
 from ObjectDetection.boxes import as_detections
 
 BOXES_ATTRIBUTE = "boxes"
@@ -35,16 +31,9 @@ def n_objects(batch_shape):
 @contextlib.contextmanager
 def object_batches_writer(path, record, n_clips):
     """Yield ``add(clip_index, objects, boxes)``; the file appears at ``path`` only once all n_clips are added."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as file:
-        write_h5_record(file, record)
-
-        def add(clip_index, objects, boxes):
-            dataset = file.create_dataset(clip_key(clip_index), data=objects)
-            dataset.attrs[BOXES_ATTRIBUTE] = as_detections(boxes)
-
-        yield add
-        if len(file) != n_clips:
-            raise RuntimeError(f"{path}: {len(file)} of {n_clips} clips written")   # a bug, not bad input
+    with write_clip_file(path, record, n_clips) as writer:
+        yield lambda clip_index, objects, boxes: writer.add(clip_index, objects,
+                                                            **{BOXES_ATTRIBUTE: as_detections(boxes)})
 
 
 @dataclass
@@ -55,22 +44,20 @@ class StoredVideo:
     boxes: list        # per clip a list of box rows; None when the file carries no boxes (the authors' files)
 
 
-def read_stored_video(path, record, n_clips, ignore=()):
+def read_stored_video(path, record, n_clips, ignore=(), verify=False):
     """Summary of a finished file, after checking it was made with ``record`` (but for the keys in
-    ``ignore``) and has the video's clips."""
-    with h5py.File(path, "r") as file:
-        found = read_h5_record(file)
-        if found is not None:
-            found = {key: value for key, value in found.items() if key not in ignore}
-        check_record(found, {key: value for key, value in record.items() if key not in ignore}, path)
-        expected = [clip_key(i) for i in range(n_clips)]
-        if sorted(file.keys()) != expected:
-            raise VPCError(f"{path} holds {len(file)} clips, the video has {n_clips} (another --consecutive?); "
-                           f"delete it, pass --overwrite, or use another --work_num")
-        datasets = [file[key] for key in expected]
-        has_boxes = all(BOXES_ATTRIBUTE in d.attrs for d in datasets)
-        return StoredVideo(objects_per_clip=[n_objects(d.shape) for d in datasets],
-                           boxes=[d.attrs[BOXES_ATTRIBUTE].tolist() for d in datasets] if has_boxes else None)
+    ``ignore``), is whole and has the video's clips."""
+    with open_clip_file(path, OBJECT_BATCHES, record, n_clips, ignore, verify) as opened:
+        boxes = [opened.attribute(i, BOXES_ATTRIBUTE) for i in range(n_clips)]
+        has_boxes = all(b is not None for b in boxes)
+        return StoredVideo(objects_per_clip=[n_objects(shape) for shape in opened.shapes()],
+                           boxes=[b.tolist() for b in boxes] if has_boxes else None)
+
+
+def clip_boxes_of(path, clips):
+    """The boxes (k, 6) stored with the given clips of an object-batches file; None for a clip without."""
+    with open_clip_file(path, OBJECT_BATCHES) as opened:
+        return [opened.attribute(c, BOXES_ATTRIBUTE) for c in clips]
 
 
 # --- boxes pickle ---------------------------------------------------------------------------------

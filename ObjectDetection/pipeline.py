@@ -22,12 +22,13 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from fastprogress.fastprogress import master_bar, progress_bar
-
 from extra.datasets import SPLITS, list_videos
 from extra.errors import VPCError, warn
 from extra.io import atomic_path
-from extra.workdir import WorkDir, clip_key
+from extra.lock import work_lock
+from extra.progress import progress
+from extra.store import clip_key
+from extra.workdir import WorkDir
 from ObjectDetection.boxes import clip_crops, key_frame_offset, object_boxes, objects_array
 from ObjectDetection.detectors import DEFAULT_YOLO_WEIGHTS, detector_description, make_detector
 from ObjectDetection.objects import (
@@ -51,6 +52,7 @@ class DetectionOptions:
     yolo_weights: str = DEFAULT_YOLO_WEIGHTS
     batch_size: int = 16
     overwrite: bool = False
+    verify: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,7 @@ def save_clip_images(od_save, split, video_name, clip_index, key_frame, boxes, c
 
 # --- one video ------------------------------------------------------------------------------------
 
-def process_video(video, consecutive, clip_boxes, obj_size, add_clip=None, save_images=None, parent=None,
-                  label=""):
+def process_video(video, consecutive, clip_boxes, obj_size, add_clip=None, save_images=None):
     """Boxes of each clip -> crops -> ``add_clip(clip_index, objects, boxes)`` and ``save_images(...)``.
 
     ``clip_boxes`` yields the final boxes of each clip in order. Returns the video's boxes (per clip
@@ -162,10 +163,7 @@ def process_video(video, consecutive, clip_boxes, obj_size, add_clip=None, save_
     """
     offset = key_frame_offset(consecutive)
     all_boxes, objects_per_clip = [], []
-    clips = progress_bar(zip(video.iter_clips(consecutive), clip_boxes), total=video.n_clips(consecutive),
-                         parent=parent)
-    clips.prefix = label        # the console bar's text before the bar
-    for (clip_index, frames), boxes in clips:
+    for (clip_index, frames), boxes in zip(video.iter_clips(consecutive), clip_boxes):
         crops = clip_crops(frames, boxes, obj_size)
         if add_clip is not None:
             add_clip(clip_index, objects_array(crops), boxes)
@@ -180,15 +178,15 @@ def process_video(video, consecutive, clip_boxes, obj_size, add_clip=None, save_
 
 # --- one split ------------------------------------------------------------------------------------
 
-def stored_video(path, record, n_clips, pickled_boxes=None):
+def stored_video(path, record, n_clips, pickled_boxes=None, verify=False):
     """A finished file that this run would write the same; else an error (``--overwrite`` redoes it).
 
     With boxes from a pickle, a file holding exactly those boxes counts as the same whatever made
     them (a detector run that also saved this pickle, typically).
     """
     if pickled_boxes is None:
-        return read_stored_video(path, record, n_clips)
-    stored = read_stored_video(path, record, n_clips, ignore=("boxes_from",))
+        return read_stored_video(path, record, n_clips, verify=verify)
+    stored = read_stored_video(path, record, n_clips, ignore=("boxes_from",), verify=verify)
     if stored.boxes is None or any(not np.array_equal(np.reshape(a, (-1, 6)), b)
                                    for a, b in zip(stored.boxes, pickled_boxes)):
         raise VPCError(f"{path} holds other boxes than {record['boxes_from']}; delete it, pass --overwrite, "
@@ -217,12 +215,11 @@ def run_split(job, context, work, get_detector, options):
 
     summary = SplitSummary(split)
     boxes_by_key = {}
-    bar = master_bar(videos)
-    for number, video in enumerate(bar, 1):
+    for video in progress(videos, f"{split} objects"):
         path = work.object_batches(split, video.name)
         stored = None
         if (job.write_batches or job.save_pickle) and path.is_file() and not options.overwrite:
-            stored = stored_video(path, record, video.n_clips(d), pickled and pickled[video.name])
+            stored = stored_video(path, record, video.n_clips(d), pickled and pickled[video.name], options.verify)
         if stored is not None and not job.images and (not job.save_pickle or stored.boxes is not None):
             boxes_by_key[pickle_key(video)] = stored.boxes
             summary.add(stored.objects_per_clip)
@@ -232,8 +229,7 @@ def run_split(job, context, work, get_detector, options):
         if job.images:
             save_images = functools.partial(save_clip_images, work.od_save, split, video.name, job=job)
         run = functools.partial(process_video, video, d, clip_boxes(video), settings.obj_size,
-                                save_images=save_images, parent=bar,
-                                label=f"{split} video {number}/{len(videos)} ({video.name}) clips")
+                                save_images=save_images)
         if job.write_batches and stored is None:
             with object_batches_writer(path, record, video.n_clips(d)) as add_clip:
                 boxes, objects_per_clip = run(add_clip=add_clip)
@@ -258,7 +254,8 @@ def run_object_detection(context, options):
     def get_detector():     # loaded on first use: a run that needs no detection needs no weights
         return make_detector(options.detector, options.yolo_weights, batch_size=options.batch_size)
 
-    summaries = [run_split(job, context, work, get_detector, options) for job in jobs]
+    with work_lock(work.root, work.dataset, work.dataset_folders()):
+        summaries = [run_split(job, context, work, get_detector, options) for job in jobs]
     for summary in summaries:
         print(summary.line())
     print(f"object detection on {context.settings.name} done in {time.perf_counter() - start:.1f} s; "

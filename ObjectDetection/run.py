@@ -48,6 +48,8 @@ def build_parser():
                              "in extra/config.py, yolov5l, the paper's)")
     parser.add_argument("--batch_size", type=int, default=16, help="key frames per YOLOv5 forward pass")
     add_bool_flag(parser, "--overwrite", False, "redo videos whose object batches already exist")
+    add_bool_flag(parser, "--verify", False, "read every existing object-batches file whole and check it against "
+                                             "its checksums before keeping it")
     return parser
 
 

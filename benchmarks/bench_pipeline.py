@@ -27,12 +27,12 @@ from extra.config import DATASETS  # noqa: E402
 from extra.datasets import list_videos, labelled_test_videos  # noqa: E402
 from extra.device import default_device, device_description  # noqa: E402
 from extra.make_demo import make_demo  # noqa: E402
-from extra.workdir import WorkDir  # noqa: E402
 from Memorization import features  # noqa: E402
 from Memorization.backbone import load_backbone  # noqa: E402
-from Memorization.evaluation import FusionWeights, evaluate  # noqa: E402
-from Memorization.options import MemorizationOptions  # noqa: E402
-from Memorization.pipeline import make_banks, read_clip_arrays, score_video, video_scores  # noqa: E402
+from Memorization.evaluation import FusionWeights, evaluate, make_video_scores  # noqa: E402
+from Memorization.model import VideoPatchCore  # noqa: E402
+from Memorization.options import PUBLISHED_BANKS, MemorizationRun, MethodConfig  # noqa: E402
+from Memorization.pipeline import score_videos, training_features  # noqa: E402
 from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
 
 
@@ -84,6 +84,7 @@ class RecordingBackbone(torch.nn.Module):
         super().__init__()
         self.backbone, self.batches = backbone, []
         self.device, self.name, self.random_weights = backbone.device, backbone.name, backbone.random_weights
+        self.identity = backbone.identity
 
     def forward(self, images):
         self.batches.append(images.shape[0])
@@ -122,12 +123,13 @@ def main():
     if not args.data_root:
         make_demo(data_root, "avenue", seed=0, n_train=args.n_videos, n_test=args.n_videos, n_frames=args.n_frames)
     context = RunContext(settings=settings, consecutive=d, data_root=data_root, work_dir=root / "work")
-    work = WorkDir(context.work_dir, settings.name)
     train = list_videos(settings, data_root, "train", d)
     test, labels = labelled_test_videos(settings, data_root, d)
     n_train, n_test = (sum(v.n_clips(d) * d for v in videos) for videos in (train, test))
-    options = MemorizationOptions(cnl_pool=settings.cnl_pool, pool_for_sm=settings.pool_for_sm,
-                                  ratios=dict.fromkeys(("spatial", "temporal", "highlevel"), settings.coreset_ratio))
+    method = MethodConfig(settings.name, d, settings.cnl_pool, settings.pool_for_sm, settings.power_n,
+                          ratios=dict.fromkeys(PUBLISHED_BANKS, settings.coreset_ratio),
+                          random_weights=not args.clip_weights)
+    run = MemorizationRun(context, method, FusionWeights.chosen(0.5, 0.5, 0))
     memory, rows = PeakMemory(), []
 
     with stage(f"detection ({args.detector})", n_train + n_test, rows, memory):
@@ -136,17 +138,15 @@ def main():
     recording = RecordingBackbone(backbone)
     with stage("features (train + test)", n_train + n_test, rows, memory):
         for split, videos in (("train", train), ("test", test)):
-            features.extract_split_features(videos, split, work, recording, settings, d, options.cnl_pool)
+            features.extract_split_features(videos, split, run, recording)
     fields = features.backbone_record(backbone)
     with stage("coreset (three banks)", n_train, rows, memory):
-        banks = make_banks(train, work, options, d, settings.name, fields)
-    banks = {name: bank.to(device) for name, bank in banks.items()}
+        model = VideoPatchCore(method).fit(training_features(run, train, fields), device)
+    model.banks_on(device)
     with stage("scoring (test)", n_test, rows, memory):
-        per_video = [score_video(read_clip_arrays(work.local_features(options.cnl_pool, "test", v.name))[0],
-                                 read_clip_arrays(work.global_features(options.cnl_pool, "test", v.name))[0],
-                                 banks, options, settings.power_n, d, device) for v in test]
+        per_bank = score_videos(model, run, test, fields, device)
     with stage("evaluation (published protocol)", n_test, rows, memory):
-        scores = video_scores(per_video, test, labels)
+        scores = make_video_scores(per_bank, [labels[v.name] for v in test], [v.name for v in test])
         evaluate(scores, FusionWeights(0.5, 0.5, 0.5, 0.5, 0))
 
     bare = bare_forward_seconds(backbone, recording.batches, device)

@@ -158,16 +158,23 @@ def scan_split(settings, data_root, split):
                and (p.is_dir() or p.suffix.lower() in VIDEO_EXTENSIONS)]
     if not entries:
         raise VPCError(f"no videos in {folder}: expected one folder of frames or one video file per video")
-    videos = []
-    for index, entry in enumerate(sorted_naturally(entries)):
-        frames = None
-        if entry.is_dir():
-            frames = sorted_naturally([p for p in entry.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS])
-            if not frames:
-                raise VPCError(f"video folder {entry} holds no frame images")
-        videos.append(Video(name=entry.stem if frames is None else entry.name, index=index, source=entry,
-                            skip_first_frame=settings.skip_first_frame, frame_paths=frames))
-    return videos
+    return [open_video(entry, index, settings.skip_first_frame) for index, entry in enumerate(sorted_naturally(entries))]
+
+
+def open_video(source, index=0, skip_first_frame=False):
+    """One video from a folder of frame images or a video file, anywhere (no dataset layout needed)."""
+    source = Path(source)
+    if source.is_dir():
+        frames = sorted_naturally([p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS])
+        if not frames:
+            raise VPCError(f"video folder {source} holds no frame images")
+        return Video(name=source.name, index=index, source=source, skip_first_frame=skip_first_frame,
+                     frame_paths=frames)
+    if not source.is_file():
+        raise VPCError(f"video not found: {source} (expected a video file or a folder of frames)")
+    if source.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise VPCError(f"{source} is not a video file ({', '.join(sorted(VIDEO_EXTENSIONS))}) nor a folder of frames")
+    return Video(name=source.stem, index=index, source=source, skip_first_frame=skip_first_frame)
 
 
 def usable_videos(videos, consecutive):

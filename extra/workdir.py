@@ -2,16 +2,22 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from extra.store import FileKind
 
-def clip_key(clip_index):
-    """HDF5 dataset name of a clip: its index zero-padded to four digits."""
-    return f"{clip_index:04d}"
+OBJECT_BATCHES = FileKind("object batches", "rerun ObjectDetection/run.py with the same --dataset, --consecutive "
+                                            "and --work_num")
+# The folders under the working directory that hold one subfolder per dataset.
+DATASET_FOLDERS = ("objects", "l_features", "g_features", "od_save", "results", "reproduce", "figures", "models")
 
 
 @dataclass(frozen=True)
 class WorkDir:
     root: Path
     dataset: str
+
+    def dataset_folders(self):
+        """Every folder where the stages write this dataset's files."""
+        return [self.root / folder / self.dataset for folder in DATASET_FOLDERS]
 
     # --- stage 1: objects --------------------------------------------------------------------
     @property
@@ -28,25 +34,25 @@ class WorkDir:
     def od_save(self):
         return self.root / "od_save" / self.dataset
 
-    # --- stage 2: features and memory banks ------------------------------------------------------
-    def local_dir(self, cnl_pool):
-        return self.root / "l_features" / self.dataset / str(cnl_pool)
+    # --- stage 2: features, memory banks, results ---------------------------------------------------
+    def local_dir(self, folder):
+        """Local-stream features and banks: l_features/<dataset>/<folder> (folder: c', or c'_<ablation>)."""
+        return self.root / "l_features" / self.dataset / str(folder)
 
-    def global_dir(self, cnl_pool):
-        return self.root / "g_features" / self.dataset / str(cnl_pool)
+    def global_dir(self, folder):
+        """Global-stream features and banks: g_features/<dataset>/<folder>."""
+        return self.root / "g_features" / self.dataset / str(folder)
 
-    def local_features(self, cnl_pool, split, video_name):
-        return self.local_dir(cnl_pool) / "visual" / split / f"{video_name}_video_features.h5"
+    @staticmethod
+    def video_features(directory, split, video_name):
+        """A video's feature file inside a stream's directory."""
+        return directory / "visual" / split / f"{video_name}_video_features.h5"
 
-    def global_features(self, cnl_pool, split, video_name):
-        return self.global_dir(cnl_pool) / "visual" / split / f"{video_name}_video_features.h5"
+    def local_features(self, folder, split, video_name):
+        return self.video_features(self.local_dir(folder), split, video_name)
 
-    def memory_bank(self, bank, cnl_pool, ratio, variant=""):
-        """bank: 'spatial' | 'temporal' (local stream) | 'highlevel' (global stream); a non-empty
-        ``variant`` (ablation settings) is appended to the authors' file name."""
-        folder = self.global_dir(cnl_pool) if bank == "highlevel" else self.local_dir(cnl_pool)
-        suffix = f"_{variant}" if variant else ""
-        return folder / f"{bank}_memory_bank_{float(ratio)}{suffix}.pt"
+    def global_features(self, folder, split, video_name):
+        return self.video_features(self.global_dir(folder), split, video_name)
 
     def results(self, cnl_pool):
         return self.root / "results" / self.dataset / str(cnl_pool)
@@ -54,3 +60,7 @@ class WorkDir:
     def reproduce(self, cnl_pool):
         """The table runner's cache: one folder of scores and results per configuration."""
         return self.root / "reproduce" / self.dataset / str(cnl_pool)
+
+    def model(self, name):
+        """A saved model file (Memorization.model)."""
+        return self.root / "models" / self.dataset / f"{name}.vpc"

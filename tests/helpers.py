@@ -5,7 +5,8 @@ import numpy as np
 
 from extra.config import DATASETS
 from extra.datasets import list_videos, normalize_frame
-from extra.workdir import WorkDir, clip_key
+from extra.store import clip_key
+from extra.workdir import WorkDir
 
 
 def write_fixed_box_objects(data_root, work_dir, consecutive, objects_in_clip=lambda clip: clip % 3):
@@ -23,3 +24,17 @@ def write_fixed_box_objects(data_root, work_dir, consecutive, objects_in_clip=la
                                          for frame in frames], axis=1) for k in range(objects_in_clip(clip))]
                     batch = np.stack(objects) if objects else np.zeros(1, dtype=np.float32)
                     f.create_dataset(clip_key(clip), data=batch.astype(np.float32))
+
+
+def make_run(work_dir, dataset="avenue", consecutive=2, data_root=None, overwrite=False, **method):
+    """A MemorizationRun of the dataset's defaults with ``method`` fields changed (cnl_pool, ratios, ...)."""
+    from extra.cli import RunContext
+    from Memorization.evaluation import FusionWeights
+    from Memorization.options import PUBLISHED_BANKS, MemorizationRun, MethodConfig
+
+    settings = DATASETS[dataset]
+    defaults = dict(cnl_pool=settings.cnl_pool, power_n=settings.power_n,
+                    ratios=dict.fromkeys(PUBLISHED_BANKS, settings.coreset_ratio))
+    context = RunContext(settings=settings, consecutive=consecutive, data_root=data_root, work_dir=work_dir)
+    return MemorizationRun(context, MethodConfig(dataset, consecutive, **{**defaults, **method}),
+                           FusionWeights.chosen(0.5, 0.5, 0), overwrite=overwrite)

@@ -12,12 +12,17 @@ import torch
 from extra.config import DATASETS
 from extra.errors import VPCError
 from extra.provenance import read_h5_record, read_sidecar_record
-from extra.workdir import WorkDir, clip_key
+from extra.store import clip_key
+from extra.workdir import WorkDir
 from Memorization.features import (compress_channels, extract_split_features, extraction_time, local_feature_set,
                                    local_features, random_channels)
-from Memorization.options import MemorizationOptions, bank_record, results_name
-from Memorization.pipeline import bank_path, make_banks, score_video, video_patches
-from Memorization.run import build_parser, options_from_args
+from Memorization.banks import HIGHLEVEL, PUBLISHED, SPATIAL, STREAMS, TEMPORAL, bank_path, bank_record, \
+    score_clips, stack_items, training_patches
+from Memorization.cli import build_parser, resolve_run
+from Memorization.model import VideoPatchCore
+from Memorization.options import MethodConfig, results_name
+from Memorization.pipeline import training_features
+from tests.helpers import make_run
 from tests.test_features import FakeTaps, make_video, write_objects
 from tests.test_patches import MEAN_BUMP, motion_clip
 
@@ -25,7 +30,7 @@ AVENUE = DATASETS["avenue"]
 
 
 def avenue_options(*flags):
-    return options_from_args(build_parser().parse_args(list(flags)), AVENUE)
+    return resolve_run(build_parser("test").parse_args(["--data_root=/d", "--work_dir=/w", *flags])).method
 
 
 # --- channel compression (Table 3) ------------------------------------------------------------------
@@ -79,7 +84,7 @@ def clip_video(tmp_path):
 def test_compressed_features_have_their_own_folder_and_share_the_global_ones(clip_video):
     video, work = clip_video
     fake = FakeTaps()
-    extract_split_features([video], "train", work, fake, AVENUE, 2, 32, compressions=("split", "head"))
+    extract_split_features([video], "train", make_run(work.root, cnl_pool=32), fake, ("split", "head"))
     assert len(fake.inputs) == 1 + 2                              # one pass over the crops, one per frame clip
     split_path, head_path = (work.local_features(folder, "train", "01") for folder in ("32", "32_head"))
     global_path = work.global_features(32, "train", "01")
@@ -90,11 +95,11 @@ def test_compressed_features_have_their_own_folder_and_share_the_global_ones(cli
     with h5py.File(split_path, "r") as f:
         assert "compression" not in read_h5_record(f)            # the published record, unchanged
     stamps = {p: p.stat().st_mtime_ns for p in (split_path, head_path, global_path)}
-    timing = extraction_time(head_path)
+    timing = extraction_time(head_path, STREAMS["local"].kind)
     assert timing["seconds"] >= 0 and timing["device"].startswith("CPU")
 
     fake = FakeTaps()
-    extract_split_features([video], "train", work, fake, AVENUE, 2, 32, compressions=("random",), compression_seed=5)
+    extract_split_features([video], "train", make_run(work.root, cnl_pool=32, compression_seed=5), fake, ("random",))
     assert len(fake.inputs) == 1                                  # only the crops: global features are shared
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     with h5py.File(work.local_features("32_random", "train", "01"), "r") as f:
@@ -104,11 +109,11 @@ def test_compressed_features_have_their_own_folder_and_share_the_global_ones(cli
 
 def test_clip_normalisation_only_changes_the_global_features(clip_video):
     video, work = clip_video
-    extract_split_features([video], "train", work, FakeTaps(), AVENUE, 2, 32)
+    extract_split_features([video], "train", make_run(work.root, cnl_pool=32), FakeTaps())
     local_path = work.local_features(32, "train", "01")
     stamp = local_path.stat().st_mtime_ns
     fake = FakeTaps()
-    extract_split_features([video], "train", work, fake, AVENUE, 2, 32, normalization="clip")
+    extract_split_features([video], "train", make_run(work.root, cnl_pool=32, normalization="clip"), fake)
     assert len(fake.inputs) == 2 and local_path.stat().st_mtime_ns == stamp
     with h5py.File(work.global_features("32_clip", "train", "01"), "r") as f:
         assert read_h5_record(f)["normalization"] == "clip"
@@ -126,12 +131,12 @@ def test_defaults_keep_the_authors_paths_and_records(tmp_path):
     assert (options.compression, options.temporal_pooling, options.absolute_difference, options.bank_order,
             options.normalization) == ("split", "mismatched", False, "subsample_then_concat", "published")
     work = WorkDir(Path("/w"), "avenue")
-    assert [bank_path(work, bank, options) for bank in ("spatial", "temporal", "highlevel")] == [
+    assert [bank_path(work, spec, options) for spec in PUBLISHED] == [
         Path("/w/l_features/avenue/32/spatial_memory_bank_0.01.pt"),
         Path("/w/l_features/avenue/32/temporal_memory_bank_0.01.pt"),
         Path("/w/g_features/avenue/32/highlevel_memory_bank_0.01.pt")]
     assert results_name(options) == "spatial0.01_temporal0.01_highlevel0.01"
-    assert "compression" not in bank_record("spatial", options, 10, "avenue", {})
+    assert "compression" not in bank_record(SPATIAL, options, {})
 
 
 def test_ablation_variants_get_their_own_files():
@@ -139,7 +144,7 @@ def test_ablation_variants_get_their_own_files():
 
     def paths(*flags):
         options = avenue_options(*flags)
-        return [bank_path(work, b, options).relative_to("/w").as_posix() for b in ("spatial", "temporal", "highlevel")]
+        return [bank_path(work, spec, options).relative_to("/w").as_posix() for spec in PUBLISHED]
 
     assert paths("--compression=head") == ["l_features/avenue/32_head/spatial_memory_bank_0.01.pt",
                                            "l_features/avenue/32_head/temporal_memory_bank_0.01.pt",
@@ -151,18 +156,24 @@ def test_ablation_variants_get_their_own_files():
     assert paths("--normalization=clip")[2] == "g_features/avenue/32_clip/highlevel_memory_bank_0.01.pt"
     options = avenue_options("--compression=random", "--compression_seed=3", "--temporal_pooling=avg")
     assert results_name(options) == "spatial0.01_temporal0.01_highlevel0.01_random_avgpool"
-    record = bank_record("temporal", options, 10, "avenue", {})
+    record = bank_record(TEMPORAL, options, {})
     assert (record["compression"], record["compression_seed"], record["temporal_pooling"]) == ("random", 3, "avg")
-    assert "compression" not in bank_record("highlevel", options, 10, "avenue", {})
+    assert "compression" not in bank_record(HIGHLEVEL, options, {})
 
 
 # --- temporal pooling and differences through the pipeline (Table 4, slides) ------------------------------
 
 def pipeline_options(**changes):
-    return MemorizationOptions(cnl_pool=2, pool_for_sm=4, **changes)
+    return MethodConfig("avenue", 3, cnl_pool=2, pool_for_sm=4, power_n=1, **changes)
 
 
-GF = [torch.ones(1, 4, 3)]
+def stage_patches(spec, method, stage):
+    """The rows of ``spec`` for motion_clip() at ``stage``, through the specs as the model cuts them."""
+    if stage == "train":
+        return training_patches(spec, [motion_clip()], method)
+    return spec.patches(stack_items([motion_clip()])[0], method, "test")
+
+
 # motion_clip's temporal rows (obj 0 t0, obj 0 t1, obj 1 t0, obj 1 t1), see tests/test_patches.py
 AVG_ROWS = [[MEAN_BUMP, 1], [-MEAN_BUMP, 1], [-MEAN_BUMP, -1], [MEAN_BUMP, -1]]
 MAX_ROWS = [[10, 1], [-1, 1], [-1, -1], [10, -1]]
@@ -174,29 +185,26 @@ MAX_ROWS = [[10, 1], [-1, 1], [-1, -1], [10, -1]]
 def test_temporal_pooling_at_memorising_and_at_inference(mode, train_rows, test_rows):
     options = pipeline_options(temporal_pooling=mode)
     for stage, rows in (("train", train_rows), ("test", test_rows)):
-        temporal = video_patches([motion_clip()], GF, options, stage)["temporal"]
-        torch.testing.assert_close(temporal, torch.tensor(rows, dtype=torch.float32))
+        torch.testing.assert_close(stage_patches(TEMPORAL, options, stage), torch.tensor(rows, dtype=torch.float32))
     # scoring uses the inference pooling: distance to a zero bank, max over the rows
-    banks = {"spatial": torch.zeros(1, 2), "temporal": torch.zeros(1, 2), "highlevel": torch.zeros(1, 4)}
-    _, temporal_scores, _ = score_video([motion_clip()], GF, banks, options, power=1, consecutive=3, device="cpu")
+    temporal_scores = score_clips(TEMPORAL, [motion_clip()], torch.zeros(1, 2), options, "cpu")
     expected = math.hypot(10, 1) if test_rows is MAX_ROWS else math.hypot(MEAN_BUMP, 1)
     assert temporal_scores.tolist() == pytest.approx([expected] * 3)
 
 
 def test_signed_or_absolute_differences():
-    signed = video_patches([motion_clip()], GF, pipeline_options(temporal_pooling="avg"), "train")["temporal"]
-    absolute = video_patches([motion_clip()], GF, pipeline_options(temporal_pooling="avg", absolute_difference=True),
-                             "train")["temporal"]
+    signed = stage_patches(TEMPORAL, pipeline_options(temporal_pooling="avg"), "train")
+    absolute = stage_patches(TEMPORAL, pipeline_options(temporal_pooling="avg", absolute_difference=True), "train")
     torch.testing.assert_close(signed, torch.tensor(AVG_ROWS))
     torch.testing.assert_close(absolute, torch.tensor([[MEAN_BUMP, 1.0]] * 4))
-    banks = {"spatial": torch.zeros(1, 2), "temporal": torch.tensor([[MEAN_BUMP, 1.0]]), "highlevel": torch.zeros(1, 4)}
+    bank = torch.tensor([[MEAN_BUMP, 1.0]])
     for absolute_difference, expected in ((False, 2 * math.hypot(MEAN_BUMP, 1)), (True, 0.0)):
         options = pipeline_options(temporal_pooling="avg", absolute_difference=absolute_difference)
-        scores = score_video([motion_clip()], GF, banks, options, power=1, consecutive=3, device="cpu")[1]
+        scores = score_clips(TEMPORAL, [motion_clip()], bank, options, "cpu")
         assert scores.tolist() == pytest.approx([expected] * 3, abs=1e-6)
     # spatial patches do not depend on either switch
-    rows = [video_patches([motion_clip()], GF, pipeline_options(temporal_pooling=m, absolute_difference=a),
-                          stage)["spatial"] for m in ("avg", "max") for a in (False, True) for stage in ("train", "test")]
+    rows = [stage_patches(SPATIAL, pipeline_options(temporal_pooling=m, absolute_difference=a), stage)
+            for m in ("avg", "max") for a in (False, True) for stage in ("train", "test")]
     assert all(torch.equal(r, rows[0]) for r in rows)
 
 
@@ -219,12 +227,14 @@ def test_memorising_order(tmp_path, order, expected):
     work = WorkDir(tmp_path, "avenue")
     write_training_features(work, "A", [0, 5, 2, 3])
     write_training_features(work, "B", [1.5, -0.5, 4, 50])
-    options = MemorizationOptions(cnl_pool=1, pool_for_sm=14, ratios=dict.fromkeys(("spatial", "temporal", "highlevel"),
-                                                                                  0.5), bank_order=order)
+    run = make_run(tmp_path, consecutive=3, cnl_pool=1, pool_for_sm=14, bank_order=order,
+                   ratios=dict.fromkeys(("spatial", "temporal", "highlevel"), 0.5))
+    options = run.method
     videos = [SimpleNamespace(name="A"), SimpleNamespace(name="B")]
-    banks = make_banks(videos, work, options, 3, "avenue", {})
-    assert banks["spatial"][:, 0].tolist() == expected
-    saved = bank_path(work, "spatial", options)
+    model = VideoPatchCore(options).fit(training_features(run, videos, {}))
+    model.save_bank_files(work, {})
+    assert model.banks["spatial"][:, 0].tolist() == expected
+    saved = bank_path(work, SPATIAL, options)
     assert saved.name == ("spatial_memory_bank_0.5.pt" if order == "subsample_then_concat"
                           else "spatial_memory_bank_0.5_concatfirst.pt")
     assert torch.load(saved)[:, 0].tolist() == expected

@@ -15,7 +15,7 @@ import ObjectDetection.pipeline as pipeline
 from extra.errors import EXIT_ERROR, EXIT_INTERRUPTED, VPCError, run_main
 from extra.io import save_pickle
 from extra.make_demo import make_demo
-from extra.workdir import clip_key
+from extra.store import clip_key
 from ObjectDetection.pipeline import DetectionOptions, plan_jobs
 from ObjectDetection.run import main
 
@@ -47,7 +47,10 @@ def read_batches(path):
 
 
 def tree(work_dir):
-    return sorted(str(p.relative_to(work_dir)) for p in Path(work_dir).rglob("*") if p.is_file())
+    """Every file under the working directory but the run lock (extra.lock), which stays by design."""
+    work_dir = Path(work_dir)
+    return sorted(str(p.relative_to(work_dir)) for p in work_dir.rglob("*")
+                  if p.is_file() and not (p.parent == work_dir and p.name.startswith(".lock-")))
 
 
 def no_detector(*args, **kwargs):

@@ -6,17 +6,21 @@ from scipy.ndimage import gaussian_filter1d
 
 from extra.errors import VPCError
 from Memorization.evaluation import (
-    WEIGHTS, FusionWeights, LocalBest, TotalBest, complement, evaluate, evaluate_streams,
+    WEIGHTS, BankBest, FusionWeights, LocalBest, TotalBest, complement, evaluate, evaluate_streams,
     format_results, fused_per_video, global_stream, load_results, macro_auroc, make_video_scores,
     micro_auroc, minmax, published_protocol, save_results, search_local, search_total, smooth,
     zscore,
 )
 
 
+def published(spatial, temporal, highlevel):
+    return {"spatial": spatial, "temporal": temporal, "highlevel": highlevel}
+
+
 def scores_of(spatial, temporal=None, highlevel=None, labels=None):
     """VideoScores from per-video lists; missing streams are constant (uninformative)."""
     const = [np.ones(len(s)) for s in spatial]
-    return make_video_scores(spatial, temporal or const, highlevel or const, labels)
+    return make_video_scores(published(spatial, temporal or const, highlevel or const), labels)
 
 
 def test_zscore_and_minmax_hand_values():
@@ -58,9 +62,9 @@ def test_labels_are_cut_to_the_scores_from_the_start():
 
 def test_bad_inputs_raise_vpc_errors():
     with pytest.raises(VPCError, match="same length"):
-        make_video_scores([np.zeros(3)], [np.zeros(2)], [np.zeros(3)], [[0, 1, 0]])
+        make_video_scores(published([np.zeros(3)], [np.zeros(2)], [np.zeros(3)]), [[0, 1, 0]])
     with pytest.raises(VPCError, match="one label vector per video"):
-        make_video_scores([np.zeros(3)], [np.zeros(3)], [np.zeros(3)], [])
+        make_video_scores(published([np.zeros(3)], [np.zeros(3)], [np.zeros(3)]), [], names=["01"])
     with pytest.raises(VPCError, match="0 \\(normal\\) or 1"):
         scores_of([np.zeros(3)], labels=[[0, 2, 1]])
     with pytest.raises(VPCError, match="NaN"):
@@ -84,7 +88,7 @@ def test_local_search_first_best_is_kept_when_spatial_separates():
     scores = scores_of(spatial, temporal, labels=labels)
     # a1 = 0.9 also separates perfectly (0.9 vs 0.1): the tie goes to the earlier a1 = 1.0
     assert micro_auroc(minmax(0.9 * scores.concat("spatial") + 0.1 * scores.concat("temporal")),
-                       scores.concat("labels")) == 1.0
+                       scores.all_labels()) == 1.0
     assert search_local(scores) == LocalBest(1.0, 1.0, 0.0, 0)
 
 
@@ -113,16 +117,16 @@ def test_local_smoothing_runs_over_the_concatenation():
     # 12 of 13 normal frames are ranked below it
     assert search_local(scores, weights=(1.0,), sigmas=(2,)).auroc == pytest.approx(12 / 13)
     per_video = np.concatenate([gaussian_filter1d(s, 2) for s in spatial])
-    assert micro_auroc(per_video, scores.concat("labels")) == pytest.approx(2 / 13)
+    assert micro_auroc(per_video, scores.all_labels()) == pytest.approx(2 / 13)
 
 
 def test_global_stream_is_zscored_and_smoothed_per_video():
     highlevel, labels = two_videos_with_a_boundary_effect()
     scores = scores_of([np.zeros(7), np.zeros(7)], highlevel=highlevel, labels=labels)
     per_video = np.concatenate([gaussian_filter1d(zscore(h), 2) for h in highlevel])
-    np.testing.assert_array_equal(global_stream(scores.highlevel, 2), per_video)
+    np.testing.assert_array_equal(global_stream(scores.banks["highlevel"], 2), per_video)
     over_all = gaussian_filter1d(np.concatenate([zscore(h) for h in highlevel]), 2)
-    y = scores.concat("labels")
+    y = scores.all_labels()
     assert micro_auroc(over_all, y) != micro_auroc(per_video, y)
     # b1 = 0: the total score is the global stream alone
     assert search_total(scores, 1.0, 0.0, weights=(0.0,), sigmas=(2,)).auroc == \
@@ -143,7 +147,7 @@ def test_total_search_zscores_the_local_stream_before_fusing():
     labels = [[0, 0, 1, 1], [0, 1, 1, 0]]
     spatial = [np.array([0, 30, 10, 20.0]), np.array([0, 0, 30, 0.0])]
     highlevel = [np.array([0, 0, 1, 1.0]), np.array([1, 0, 1, 0.0])]   # per-video z: +-1
-    scores = make_video_scores(spatial, [np.zeros(4)] * 2, highlevel, labels)
+    scores = make_video_scores(published(spatial, [np.zeros(4)] * 2, highlevel), labels)
     # z(local) = -0.887, 1.478, -0.099, 0.690 | -0.887, -0.887, 1.478, -0.887; halves summed:
     # negatives -1.887, 0.478, 0.113, -1.887; positives 0.901, 1.690 (4 wins each),
     # -1.887 (two ties), 2.478 (4 wins) -> 13/16. Without the z-score it would be 11/16.
@@ -161,12 +165,15 @@ def test_protocol_fuses_with_the_best_local_weights():
     # b1 = 1.0 reaches 1.0 only because local uses the found a1 = 0.0 (with a1 = 1.0 it is 0)
     assert protocol["total"] == TotalBest(1.0, 1.0, 0.0, 0)
     assert protocol["weights"] == FusionWeights(0.0, 1.0, 1.0, 0.0, 0)
-    assert protocol["temporal_only"] == LocalBest(1.0, 0.0, 1.0, 0)
-    # single-stream rows keep their weight and only search sigma (smoothing lifts the
-    # anti-informative streams off 0 but not to the fused score)
-    spatial_only, global_only = protocol["spatial_only"], protocol["global_only"]
-    assert (spatial_only.a1, spatial_only.a2, global_only.b1, global_only.b2) == (1, 0, 0, 1)
+    assert protocol["temporal_only"] == BankBest(1.0, 0)
+    # single-bank rows only search sigma (smoothing lifts the anti-informative streams off 0 but
+    # not to the fused score); they equal the fusion searches at the weight 1.0 / 0.0, as the
+    # published code computed them
+    spatial_only, global_only = protocol["spatial_only"], protocol["highlevel_only"]
     assert spatial_only.auroc < 0.5 and global_only.auroc < 1.0
+    assert spatial_only.auroc == search_local(scores, weights=(1.0,)).auroc
+    assert protocol["temporal_only"].auroc == search_local(scores, weights=(0.0,)).auroc
+    assert global_only.auroc == search_total(scores, 0.0, 1.0, weights=(0.0,)).auroc
 
 
 def macro_case():
@@ -196,7 +203,7 @@ def test_fused_per_video_splits_the_total_score():
     assert [len(v) for v in fused["total"]] == [4, 2, 2]
     local = zscore(0.5 * scores.concat("spatial") + 0.5 * scores.concat("temporal"))
     expected = minmax(0.3 * gaussian_filter1d(local, 1)
-                      + 0.7 * global_stream(scores.highlevel, 1))
+                      + 0.7 * global_stream(scores.banks["highlevel"], 1))
     np.testing.assert_allclose(np.concatenate(fused["total"]), expected, rtol=0, atol=1e-15)
 
 
@@ -211,9 +218,12 @@ def test_save_load_round_trip_and_report(tmp_path):
     assert sorted(p.name for p in npz.parent.iterdir()) == ["results.json", "scores.npz"]
     saved = load_results(npz, js)
     assert saved.scores.names == ["1", "2", "3"]
-    for field in ("spatial", "temporal", "highlevel", "labels"):
-        for a, b in zip(getattr(saved.scores, field), getattr(scores, field)):
+    for bank in ("spatial", "temporal", "highlevel"):
+        for a, b in zip(saved.scores.banks[bank], scores.banks[bank]):
             np.testing.assert_array_equal(a, b)
+    for a, b in zip(saved.scores.labels, scores.labels):
+        np.testing.assert_array_equal(a, b)
+    assert saved.scores.streams == {"spatial": "local", "temporal": "local", "highlevel": "global"}
     for a, b in zip(saved.fused["total"], fused["total"]):
         np.testing.assert_array_equal(a, b)
     assert saved.metadata == metadata

@@ -1,3 +1,6 @@
+import shutil
+from dataclasses import replace
+
 import cv2
 import h5py
 import numpy as np
@@ -5,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from extra.config import DATASETS
 from extra.datasets import Video
 from extra.errors import VPCError
 from extra.provenance import read_h5_record, write_h5_record
 from extra.workdir import WorkDir
 from Memorization.backbone import ResNetTaps
+from tests.helpers import make_run
 from Memorization.features import (extract_split_features, extract_video_features, frame_major, frames_to_input,
                                    gap_plus_gmp, global_features, local_features, pool_map, split_pool)
 
@@ -29,6 +32,9 @@ class FakeTaps(nn.Module):
     @property
     def device(self):
         return self.anchor.device
+
+    def identity(self):
+        return {"backbone": self.name, "random_weights": self.random_weights}
 
     def forward(self, x):
         self.inputs.append(x.clone())
@@ -165,7 +171,7 @@ def video_and_objects(tmp_path):
 def test_video_features_files_follow_the_published_layout(video_and_objects):
     video, work = video_and_objects
     fake = FakeTaps()
-    extract_split_features([video], "train", work, fake, DATASETS["avenue"], consecutive=2, cnl_pool=32)
+    extract_split_features([video], "train", make_run(work.root, cnl_pool=32), fake)
     local_path = work.root / "l_features/avenue/32/visual/train/01_video_features.h5"
     global_path = work.root / "g_features/avenue/32/visual/train/01_video_features.h5"
     with h5py.File(local_path, "r") as f:
@@ -187,31 +193,31 @@ def test_video_features_files_follow_the_published_layout(video_and_objects):
 
 def test_finished_files_are_kept_and_other_settings_refused(video_and_objects):
     video, work = video_and_objects
-    paths = (work.object_batches("train", "01"), work.local_features(32, "train", "01"),
-             work.global_features(32, "train", "01"))
-    settings = DATASETS["avenue"]
-    assert extract_video_features(video, *paths[:1], FakeTaps(), settings, 2, 32, *paths[1:]) == (True, True)
+    run = make_run(work.root, cnl_pool=32)
+    assert extract_video_features(video, "train", run, FakeTaps()) == (True, True)
     fake = FakeTaps()
-    assert extract_video_features(video, *paths[:1], fake, settings, 2, 32, *paths[1:]) == (False, False)
+    assert extract_video_features(video, "train", run, fake) == (False, False)
     assert not fake.inputs
-    paths[2].unlink()                                            # only the missing file is redone
-    assert extract_video_features(video, *paths[:1], fake, settings, 2, 32, *paths[1:]) == (False, True)
+    work.global_features(32, "train", "01").unlink()              # only the missing file is redone
+    assert extract_video_features(video, "train", run, fake) == (False, True)
+    clip_run = replace(run, method=replace(run.method, normalization="clip"))
+    # CLIP's normalisation has a folder of its own: write the published files there to see the refusal
+    shutil.copytree(work.global_dir(32), work.global_dir("32_clip"))
     with pytest.raises(VPCError, match="other settings .*normalization: file 'published', this run 'clip'"):
-        extract_video_features(video, *paths[:1], fake, settings, 2, 32, *paths[1:], normalization="clip")
-    assert extract_video_features(video, *paths[:1], fake, settings, 2, 32, *paths[1:], normalization="clip",
-                                  overwrite=True) == (True, True)
+        extract_video_features(video, "train", clip_run, fake)
+    assert extract_video_features(video, "train", replace(clip_run, overwrite=True), fake) == (True, True)
 
 
 def test_object_batches_that_do_not_match_the_video_are_refused(video_and_objects, tmp_path):
     video, work = video_and_objects
-    settings, fake = DATASETS["avenue"], FakeTaps()
-    out = (tmp_path / "l.h5", tmp_path / "g.h5")
-    with pytest.raises(VPCError, match="object batches not found: .*run ObjectDetection"):
-        extract_video_features(video, tmp_path / "absent.h5", fake, settings, 2, 32, *out)
-    with pytest.raises(VPCError, match="holds 3 clips but the video gives 2 clips of 3 frames"):
-        extract_video_features(video, work.object_batches("train", "01"), fake, settings, 3, 32, *out)
-    recorded = tmp_path / "recorded.h5"
-    write_objects(recorded, {"0000": np.zeros(1), "0001": np.zeros(1), "0002": np.zeros(1)}, {"consecutive": 4})
+    fake = FakeTaps()
+    with pytest.raises(VPCError, match="object batches not found: .*rerun ObjectDetection"):
+        extract_video_features(video, "train", make_run(tmp_path / "elsewhere", cnl_pool=32), fake)
+    with pytest.raises(VPCError, match="holds 3 clips, the video gives 2: .*rerun ObjectDetection"):
+        extract_video_features(video, "train", make_run(work.root, consecutive=3, cnl_pool=32), fake)
+    recorded = WorkDir(tmp_path / "recorded", "avenue")
+    write_objects(recorded.object_batches("train", "01"), {"0000": np.zeros(1), "0001": np.zeros(1)},
+                  {"consecutive": 4})
     with pytest.raises(VPCError, match="made with --consecutive 4"):
-        extract_video_features(video, recorded, fake, settings, 2, 32, *out)
-    assert not out[0].exists()
+        extract_video_features(video, "train", make_run(recorded.root, cnl_pool=32), fake)
+    assert not recorded.local_features(32, "train", "01").exists()

@@ -13,12 +13,12 @@ import h5py
 import pytest
 import torch
 
-from extra.config import DATASETS
 from extra.make_demo import make_demo
 from extra.workdir import WorkDir
 from Memorization.backbone import build_random, save_checkpoint
-from Memorization.pipeline import video_patches
-from Memorization.run import main, build_parser, options_from_args
+from Memorization.banks import HIGHLEVEL, SPATIAL, TEMPORAL, training_patches
+from Memorization.options import MethodConfig
+from Memorization.run import main
 from tests.helpers import write_fixed_box_objects
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,9 +53,9 @@ def test_full_run_writes_the_published_layout(stage, capsys):
         assert f["0000"].shape == (1,) and f["0001"].shape == (1, 32, D, 28, 28) and f["0002"].shape == (2, 32, D, 28, 28)
     with h5py.File(work.global_features(32, "train", "02"), "r") as f:
         assert f["0002"].shape == (1, 1536, D)
-    spatial = torch.load(work.memory_bank("spatial", 32, 1.0))
-    temporal = torch.load(work.memory_bank("temporal", 32, 1.0))
-    highlevel = torch.load(work.memory_bank("highlevel", 32, 0.5))
+    spatial = torch.load(work.local_dir(32) / "spatial_memory_bank_1.0.pt")
+    temporal = torch.load(work.local_dir(32) / "temporal_memory_bank_1.0.pt")
+    highlevel = torch.load(work.global_dir(32) / "highlevel_memory_bank_0.5.pt")
     # ratio 1 keeps every patch: 2 videos x 3 objects x 7 x 7 spatial, x (d - 1) temporal
     assert spatial.shape == (2 * 3 * 49, 32) and temporal.shape == (2 * 3 * (D - 1), 32)
     # ratio 0.5 per video: int(0.5 * 3 clips * 4 frames) = 6 items per video
@@ -95,12 +95,12 @@ def test_banks_made_under_other_settings_are_refused(stage, capsys):
         main(args + ["--pool_for_sm=7", "--save_memory=False", "--save_feature=False"])
 
 
-def test_video_patches_of_a_video_with_only_empty_clips():
-    options = options_from_args(build_parser().parse_args([]), DATASETS["avenue"])
+def test_training_patches_of_a_video_with_only_empty_clips():
+    method = MethodConfig("avenue", D, 32)
     placeholder = torch.zeros(1)
-    patches = video_patches([placeholder, placeholder], [torch.ones(1, 1536, D)] * 2, options, "train")
-    assert patches["spatial"].shape == (0, 32) and patches["temporal"].shape == (0, 32)
-    assert patches["highlevel"].shape == (2 * D, 1536)
+    assert training_patches(SPATIAL, [placeholder, placeholder], method).shape[0] == 0
+    assert training_patches(TEMPORAL, [placeholder, placeholder], method).shape[0] == 0
+    assert training_patches(HIGHLEVEL, [torch.ones(1, 1536, D)] * 2, method).shape == (2 * D, 1536)
 
 
 @pytest.mark.parametrize("cwd, script", [(REPO, "Memorization/run.py"), (REPO / "Memorization", "run.py")])

@@ -68,7 +68,7 @@ def test_stored_file_with_other_settings_or_clips_is_refused(tmp_path):
     write_two_clips(path)
     with pytest.raises(VPCError, match="boxes_from: file 'motion', this run 'hog'.*--overwrite"):
         read_stored_video(path, {**RECORD, "boxes_from": "hog"}, n_clips=2)
-    with pytest.raises(VPCError, match="holds 2 clips, the video has 3"):
+    with pytest.raises(VPCError, match="holds 2 clips, made with --consecutive 4, the video gives 3: delete it or pass --overwrite"):
         read_stored_video(path, RECORD, n_clips=3)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from extra.errors import VPCError
-from Memorization.scoring import clip_scores, frame_scores, nearest_distances, object_scores, patch_score
+from Memorization.scoring import clip_scores, frame_scores, nearest_distances, object_scores
 
 BANK = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
 # nearest: (0,0) itself; (3,0) 3 from (0,0) vs 4 from (3,4); (6,8) 5 from (3,4); (1.5,2) 2.5 from both
@@ -17,10 +17,10 @@ def test_nearest_distances_by_hand():
     assert distances.tolist() == [0.0, 3.0, 5.0, 2.5]
 
 
-def test_patch_score_power():
-    assert patch_score(PATCHES, BANK, 1) == 5.0
-    assert patch_score(PATCHES, BANK, 2) == 25.0
-    assert patch_score(PATCHES, BANK, 4) == 625.0
+def test_one_object_score_is_its_farthest_patch_to_the_power():
+    assert object_scores(PATCHES, 1, BANK, 1).tolist() == [5.0]
+    assert object_scores(PATCHES, 1, BANK, 2).tolist() == [25.0]
+    assert object_scores(PATCHES, 1, BANK, 4).tolist() == [625.0]
 
 
 def brute_force(patches, bank):
@@ -73,7 +73,7 @@ def test_errors():
     with pytest.raises(VPCError):
         nearest_distances(PATCHES, torch.zeros(3, 5))
     with pytest.raises(VPCError):
-        patch_score(torch.zeros(0, 2), BANK, 1)
+        object_scores(torch.zeros(3, 2), 2, BANK, 1)
 
 
 def test_frame_scores_repeat_each_clip():

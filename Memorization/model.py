@@ -1,0 +1,188 @@
+"""VideoPatchCore as one object: ``fit`` memorises normal video, ``score`` measures how far new
+video lies from it, ``save`` / ``load`` keep it in one self-contained file.
+
+    model = VideoPatchCore(method).fit(training_features)    # an iterable of VideoFeatures
+    frames = model.score(test_features)                       # per-frame scores of every bank
+    model.save("avenue.vpc"); VideoPatchCore.load("avenue.vpc")
+
+The banks are the ``BankSpec``s of Memorization.banks (the published three by default). A model
+file is a safetensors file: the banks as tensors, and as JSON the method's configuration, the
+banks' names, the identity of the encoder that made their features (architecture, random or not,
+SHA-256 of its weights) and a calibration slot. Loading it executes no code and needs no
+training data.
+"""
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from extra.config import DATASETS
+from extra.device import default_device
+from extra.errors import VPCError
+from extra.io import atomic_path
+from extra.store import FileKind, load_tensor, save_tensor
+from Memorization.banks import PUBLISHED, bank_kind, bank_path, bank_record, score_clips, training_patches
+from Memorization.coreset import build_memory_bank
+from Memorization.evaluation import FusionWeights, VideoScores, stream_scores
+from Memorization.options import MethodConfig
+
+MODEL_FORMAT = "videopatchcore"
+MODEL_VERSION = 1
+MODEL_KIND = FileKind("model file", "make it again with Memorization/run.py (it writes <work_dir>/models/)")
+
+
+@dataclass
+class VideoFeatures:
+    """One video's features: per stream ("local", "global") the array of each clip, in clip order
+    (local: lf or the empty-clip placeholder; global: gf)."""
+
+    clips: dict
+
+
+@dataclass
+class VideoScore:
+    """Per-frame scores of one video: raw, per bank; and the fused streams (each min-maxed over the
+    video) at the model's fusion weights."""
+
+    banks: dict
+    fused: dict
+
+
+def memorise(spec, per_video_patches, method, device=None):
+    """One memory bank (on the CPU) from its per-video training patches, with the method's ratio and order."""
+    print(f"memorising {spec.name} patches (coreset ratio {method.ratios[spec.name]}, {method.bank_order})",
+          flush=True)
+    return build_memory_bank(per_video_patches, method.ratios[spec.name], order=method.bank_order,
+                             random_projection=method.random_projection, eps=method.eps_coreset,
+                             seed=method.seed, device=device).cpu()
+
+
+def default_weights(method):
+    """Fusion weights of a model without calibration: the preset's fixed weights (neutral 0.5 / 0.5)."""
+    settings = DATASETS.get(method.dataset, DATASETS["avenue"])
+    return FusionWeights.chosen(settings.fixed_a1, settings.fixed_b1, settings.fixed_sigma)
+
+
+class VideoPatchCore:
+    """The memory banks of ``specs`` built with ``method``, and what is needed to use them."""
+
+    def __init__(self, method, specs=PUBLISHED, banks=None, backbone=None, calibration=None):
+        self.method = method
+        self.specs = tuple(specs)
+        self.banks = dict(banks or {})            # bank name -> (M, D) tensor on the CPU
+        self.backbone = dict(backbone or {})      # identity of the encoder behind the banks' features
+        self.calibration = dict(calibration or {})
+        self._on_device = (None, {})
+
+    # --- memorising ---------------------------------------------------------------------------------
+
+    def fit(self, videos, device=None):
+        """Build every bank from the training videos' features (VideoFeatures, in video order)."""
+        per_bank = {spec.name: [] for spec in self.specs}
+        for features in videos:
+            for spec in self.specs:
+                per_bank[spec.name].append(training_patches(spec, features.clips[spec.stream], self.method))
+        for spec in self.specs:
+            self.banks[spec.name] = memorise(spec, per_bank.pop(spec.name), self.method, device)
+        self._on_device = (None, {})
+        return self
+
+    # --- scoring ------------------------------------------------------------------------------------
+
+    def banks_on(self, device):
+        """The banks moved to ``device`` once and kept there."""
+        if self._on_device[0] != device:
+            self._on_device = (device, {name: bank.to(device) for name, bank in self.banks.items()})
+        return self._on_device[1]
+
+    def score_banks(self, features, device=None):
+        """Raw per-frame scores of one video for every bank, {name: float64 numpy vector}."""
+        device = device or default_device()
+        missing = [spec.name for spec in self.specs if spec.name not in self.banks]
+        if missing:
+            raise VPCError(f"the model has no {missing[0]} memory bank: fit it or load a model file first")
+        banks = self.banks_on(device)
+        return {spec.name: score_clips(spec, features.clips[spec.stream], banks[spec.name], self.method, device)
+                for spec in self.specs}
+
+    @property
+    def weights(self):
+        """Fusion weights: the calibration's when it has some, else the preset's fixed ones."""
+        chosen = self.calibration.get("weights")
+        return FusionWeights(**chosen) if chosen else default_weights(self.method)
+
+    def score(self, features, device=None, name="video"):
+        """Per-frame scores of one video (VideoFeatures): every bank, and the fused streams."""
+        banks = self.score_banks(features, device)
+        single = VideoScores([name], {bank: [x] for bank, x in banks.items()},
+                             {spec.name: spec.stream for spec in self.specs})
+        return VideoScore(banks, stream_scores(single, self.weights))
+
+    # --- files --------------------------------------------------------------------------------------
+
+    def save(self, path):
+        """One self-contained file (safetensors: tensors and JSON), written atomically."""
+        from safetensors.torch import save_file
+
+        metadata = {"format": MODEL_FORMAT, "version": str(MODEL_VERSION),
+                    "method": json.dumps(asdict(self.method), sort_keys=True),
+                    "banks": json.dumps([spec.name for spec in self.specs]),
+                    "backbone": json.dumps(self.backbone, sort_keys=True),
+                    "calibration": json.dumps(self.calibration, sort_keys=True)}
+        tensors = {f"bank.{spec.name}": self.banks[spec.name].detach().cpu().contiguous() for spec in self.specs}
+        with atomic_path(path, needed_bytes=sum(t.nbytes for t in tensors.values())) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path, specs=PUBLISHED):
+        """A model saved by ``save``; ``specs`` must define every bank the file holds."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise VPCError(f"model file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as opened:
+                metadata = opened.metadata() or {}
+                tensors = {key: opened.get_tensor(key) for key in opened.keys()}
+        except Exception as error:      # every parse failure means the file is not a whole model file
+            raise VPCError(f"{path} is not a readable model file (damaged, cut short, or another kind of "
+                           f"file: {' '.join(str(error).split())[:120]}); {MODEL_KIND.remedy}") from None
+        if metadata.get("format") != MODEL_FORMAT:
+            raise VPCError(f"{path} is not a VideoPatchCore model file; {MODEL_KIND.remedy}")
+        if metadata.get("version") != str(MODEL_VERSION):
+            raise VPCError(f"{path} was written by another version of VideoPatchCore (model format "
+                           f"{metadata.get('version')}, this one reads {MODEL_VERSION}); {MODEL_KIND.remedy}")
+        try:
+            method = MethodConfig(**json.loads(metadata["method"]))
+            names = json.loads(metadata["banks"])
+            backbone, calibration = json.loads(metadata["backbone"]), json.loads(metadata["calibration"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise VPCError(f"{path} is damaged (its settings cannot be read: {error}); {MODEL_KIND.remedy}") from None
+        known = {spec.name: spec for spec in specs}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise VPCError(f"{path} holds a memory bank {unknown[0]!r} that no bank definition describes")
+        banks = {}
+        for name in names:
+            bank = tensors.get(f"bank.{name}")
+            if bank is None or bank.ndim != 2:
+                raise VPCError(f"{path} is damaged (its {name} memory bank is missing or not 2-D); "
+                               f"{MODEL_KIND.remedy}")
+            banks[name] = bank
+        return cls(method, [known[name] for name in names], banks, backbone, calibration)
+
+    def save_bank_files(self, work, backbone_fields):
+        """Each bank in the authors' layout (``bank_path``), with its settings record."""
+        for spec in self.specs:
+            save_tensor(self.banks[spec.name], bank_path(work, spec, self.method),
+                        bank_record(spec, self.method, backbone_fields))
+
+    @classmethod
+    def from_bank_files(cls, work, method, backbone_fields, specs=PUBLISHED):
+        """A model of the banks saved in the working directory (ours, or the authors' published ones),
+        each checked against the settings this run would record."""
+        banks = {spec.name: load_tensor(bank_path(work, spec, method), bank_kind(spec),
+                                        bank_record(spec, method, backbone_fields)) for spec in specs}
+        return cls(method, specs, banks, backbone_fields)
+

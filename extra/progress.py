@@ -1,0 +1,22 @@
+"""Progress that reads well in a terminal and in a log file.
+
+In a terminal: fastprogress's bar, updated in place. Anywhere else (a file, a pipe, CI): one line
+when a loop starts and one per item done, never carriage-return updates.
+"""
+import sys
+import time
+
+from fastprogress.fastprogress import progress_bar
+
+
+def progress(items, label, stream=None):
+    """Iterate ``items`` showing ``label`` and how far the loop has come (on stdout by default)."""
+    stream = stream or sys.stdout
+    items = list(items)
+    if stream.isatty():
+        yield from progress_bar(items, comment=label, leave=False)
+        return
+    started = time.perf_counter()
+    for number, item in enumerate(items, 1):
+        yield item
+        print(f"{label}: {number}/{len(items)} done ({time.perf_counter() - started:.1f} s)", file=stream, flush=True)
