@@ -79,23 +79,28 @@ def load_backbone_for(run, device):
 
 def memory_of(run, backbone, fields, device):
     """The model: its banks reused when they are saved with this run's settings, else built from the
-    training features (extracted where missing) and saved, with a model file."""
+    training features (extracted where missing) and saved. The model file is written whenever the
+    encoder is loaded and the file is missing (so a run killed before writing it still gets one)."""
     work, method = work_of(run), run.method
+    model_file = work.model(results_name(method))
     reusable = not run.overwrite and all(bank_path(work, spec, method).is_file() for spec in PUBLISHED)
     if run.save_memory and not reusable:
         train_videos = list_videos(run.context.settings, run.context.data_root, "train", method.consecutive)
         extract_split_features(train_videos, "train", run, backbone)
-        model = VideoPatchCore(method, PUBLISHED, backbone=backbone.identity())
-        model.fit(training_features(run, train_videos, fields), device)
+        model = VideoPatchCore(method, PUBLISHED).fit(training_features(run, train_videos, fields), device)
         model.save_bank_files(work, fields)
-        model.save(work.model(results_name(method)))
-        return model
-    missing = [str(bank_path(work, spec, method)) for spec in PUBLISHED if not bank_path(work, spec, method).is_file()]
-    if missing:
-        raise VPCError(f"memory bank not found: {missing[0]}; run with --save_memory=True to build it")
-    model = VideoPatchCore.from_bank_files(work, method, fields)
-    print("memory banks: reusing " + ", ".join(f"{name} {tuple(bank.shape)}" for name, bank in model.banks.items()),
-          flush=True)
+        model_file.unlink(missing_ok=True)
+    else:
+        missing = [bank_path(work, spec, method) for spec in PUBLISHED if not bank_path(work, spec, method).is_file()]
+        if missing:
+            raise VPCError(f"memory bank not found: {missing[0]}; run with --save_memory=True to build it")
+        model = VideoPatchCore.from_bank_files(work, method, fields)
+        print("memory banks: reusing " + ", ".join(f"{name} {tuple(bank.shape)}" for name, bank in model.banks.items()),
+              flush=True)
+    if backbone is not None and not model_file.is_file():
+        model.backbone = backbone.identity()
+        model.save(model_file)
+        print(f"model file: {model_file}", flush=True)
     return model
 
 

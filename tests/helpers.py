@@ -38,3 +38,19 @@ def make_run(work_dir, dataset="avenue", consecutive=2, data_root=None, overwrit
     context = RunContext(settings=settings, consecutive=consecutive, data_root=data_root, work_dir=work_dir)
     return MemorizationRun(context, MethodConfig(dataset, consecutive, **{**defaults, **method}),
                            FusionWeights.chosen(0.5, 0.5, 0), overwrite=overwrite)
+
+
+def small_random_checkpoint(path):
+    """A tiny CLIP ResNet (taps of 64 + 128 channels) with seeded random weights, saved as a user's
+    weights file would be; loaded back it says RANDOM WEIGHTS."""
+    import torch
+    from clip.model import convert_weights
+
+    from Memorization.backbone import ResNetTaps, save_checkpoint
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = ResNetTaps(layers=(1, 1, 1), width=8)
+    convert_weights(model)
+    model.random_weights, model.random_seed = True, 0
+    return save_checkpoint(model, path)

@@ -16,31 +16,19 @@ from pathlib import Path
 
 import h5py
 import pytest
-import torch
-from clip.model import convert_weights
 
 from extra.errors import VPCError
 from extra.make_demo import make_demo
 from extra.workdir import WorkDir
-from Memorization.backbone import ResNetTaps, save_checkpoint
 from Memorization.features import TIMING_ATTRIBUTE
 from Memorization.reproduce import main
 from Memorization.tables import APPENDIX, NOT_IN_PAPER, Measured, build_table, format_table
-from tests.helpers import write_fixed_box_objects
+from tests.helpers import small_random_checkpoint, write_fixed_box_objects
 
 REPO = Path(__file__).resolve().parent.parent
 D = 3
 HEADINGS = ["### Table 2 (Avenue)", "### Table 3 (Avenue)", "### Table 4 (Avenue)", "### Table 5 (Avenue)",
             "### Table 6 (Avenue)", "### Table 7 (Avenue)", "### Appendix table (Avenue)"]
-
-
-def small_random_checkpoint(path):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = ResNetTaps(layers=(1, 1, 1), width=8)          # taps: 64 + 128 channels
-    convert_weights(model)
-    model.random_weights, model.random_seed = True, 0          # the file says so when loaded back
-    return save_checkpoint(model, path)
 
 
 def run(args):
