@@ -1,5 +1,6 @@
 """Greedy coreset subsampling and memory banks (SPEC section 5)."""
 import warnings
+from dataclasses import dataclass
 
 import torch
 
@@ -72,22 +73,32 @@ def subsample(features, ratio, random_projection=False, eps=0.9, seed=0, device=
     return features[greedy_coreset_indices(points, n_select, random_projection, eps, seed)]
 
 
-def build_memory_bank(per_video_patches, ratio, order="subsample_then_concat",
-                      random_projection=False, eps=0.9, seed=0, device=None, progress=True):
+@dataclass(frozen=True)
+class Coreset:
+    """How a memory bank is subsampled: the ratio, the memorising order, the distance space."""
+
+    ratio: float
+    order: str = BANK_ORDERS[0]
+    random_projection: bool = False
+    eps: float = 0.9
+    seed: int = 0
+
+
+def build_memory_bank(per_video_patches, coreset, device=None, progress=True):
     """Memory bank (M, D) from the patch sets of the training videos, in video order.
 
     "subsample_then_concat" (published code): a coreset per video, concatenated.
     "concat_then_subsample" (slides, Table 7): one coreset of all patches together.
     Videos without patches contribute nothing. The bank is on the patches' device.
     """
-    if order not in BANK_ORDERS:
-        raise VPCError(f"unknown memory bank order {order!r}: use one of {', '.join(BANK_ORDERS)}")
+    if coreset.order not in BANK_ORDERS:
+        raise VPCError(f"unknown memory bank order {coreset.order!r}: use one of {', '.join(BANK_ORDERS)}")
     non_empty = [patches for patches in per_video_patches if patches.shape[0] > 0]
     if not non_empty:
         raise VPCError("no training patches to memorise: check that object detection found "
                        "objects in the training videos")
-    options = dict(random_projection=random_projection, eps=eps, seed=seed, device=device)
-    if order == "concat_then_subsample":
-        return subsample(torch.cat(non_empty), ratio, **options)
+    options = dict(random_projection=coreset.random_projection, eps=coreset.eps, seed=coreset.seed, device=device)
+    if coreset.order == "concat_then_subsample":
+        return subsample(torch.cat(non_empty), coreset.ratio, **options)
     videos = progress_of(non_empty, "coreset per training video") if progress else non_empty
-    return torch.cat([subsample(patches, ratio, **options) for patches in videos])
+    return torch.cat([subsample(patches, coreset.ratio, **options) for patches in videos])

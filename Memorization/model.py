@@ -21,7 +21,7 @@ from extra.errors import VPCError
 from extra.io import atomic_path
 from extra.store import FileKind, load_tensor, save_tensor
 from Memorization.banks import PUBLISHED, bank_kind, bank_path, bank_record, score_clips, training_patches
-from Memorization.coreset import build_memory_bank
+from Memorization.coreset import Coreset, build_memory_bank
 from Memorization.evaluation import FusionWeights, VideoScores, stream_scores
 from Memorization.options import MethodConfig
 
@@ -51,9 +51,9 @@ def memorise(spec, per_video_patches, method, device=None):
     """One memory bank (on the CPU) from its per-video training patches, with the method's ratio and order."""
     print(f"memorising {spec.name} patches (coreset ratio {method.ratios[spec.name]}, {method.bank_order})",
           flush=True)
-    return build_memory_bank(per_video_patches, method.ratios[spec.name], order=method.bank_order,
-                             random_projection=method.random_projection, eps=method.eps_coreset,
-                             seed=method.seed, device=device).cpu()
+    coreset = Coreset(method.ratios[spec.name], method.bank_order, method.random_projection, method.eps_coreset,
+                      method.seed)
+    return build_memory_bank(per_video_patches, coreset, device).cpu()
 
 
 def default_weights(method):

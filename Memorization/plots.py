@@ -243,12 +243,13 @@ def object_scores(lf, banks, method, specs):
     return {spec.name: item_scores(spec, lf, banks[spec.name], method).cpu().numpy() for spec in specs}
 
 
-def draw_objects(fig, ax, image_rgb, boxes, scores, norm, cmap, label):
-    """Key frame with each box outlined and labelled in the colour of its score."""
+def draw_objects(ax, image_rgb, boxes, scores, colours, label):
+    """Key frame with each box outlined and labelled in the colour of its score (``colours``: a
+    ScalarMappable, its scale drawn beside the frame)."""
     ax.imshow(image_rgb)
     for box, score in zip(boxes, scores):
         xmin, ymin, xmax, ymax = (float(v) for v in box[:4])
-        colour = cmap(norm(score))
+        colour = colours.to_rgba(score)
         ax.add_patch(Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, edgecolor=colour, linewidth=2))
         ax.text(xmin + 1, ymin + 1, f"{score:.3g}", fontsize=8, va="top", ha="left", clip_on=True,
                 bbox={"facecolor": colour, "alpha": 0.85, "pad": 1, "linewidth": 0})
@@ -256,7 +257,7 @@ def draw_objects(fig, ax, image_rgb, boxes, scores, norm, cmap, label):
     ax.set_ylim(image_rgb.shape[0] - 0.5, -0.5)
     ax.set_axis_off()
     ax.set_title(f"{label} score per object")
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.8, label=f"{label} score")
+    ax.figure.colorbar(colours, ax=ax, shrink=0.8, label=f"{label} score")
 
 
 def plot_clip_objects(key_frame_bgr, boxes, panels, heading, metadata):
@@ -265,7 +266,7 @@ def plot_clip_objects(key_frame_bgr, boxes, panels, heading, metadata):
     cmap = colormaps[OBJECT_CMAP]
     image = np.ascontiguousarray(key_frame_bgr[..., ::-1])
     for i, (label, scores, norm) in enumerate(panels):
-        draw_objects(fig, fig.add_subplot(1, len(panels), i + 1), image, boxes, scores, norm, cmap, label)
+        draw_objects(fig.add_subplot(1, len(panels), i + 1), image, boxes, scores, ScalarMappable(norm, cmap), label)
     set_title(fig, heading, metadata)
     return fig
 
@@ -276,9 +277,10 @@ def score_norm(frame_scores_per_video):
     return Normalize(vmin=0.0, vmax=top if top > 0 else 1.0)
 
 
-def object_figures(saved, work, run, out_dir, n_top, n_normal, specs=PUBLISHED):
+def object_figures(saved, run, out_dir, n_top, n_normal, specs=PUBLISHED):
     """Figure 2 for the chosen clips, a panel per local-stream bank; returns the written paths."""
     context, method = run.context, run.method
+    work = WorkDir(context.work_dir, method.dataset)
     d, scores = method.consecutive, saved.scores
     fused = fused_streams(saved)
     if "local" not in fused:
@@ -346,10 +348,12 @@ class TsneInput:
         return np.arange(len(self.points)) < self.n_bank
 
 
-def tsne_input(spec, bank, feature_paths, clip_anomalous, method, n_points, rng):
+def tsne_input(spec, bank, feature_paths, clip_anomalous, method, n_points):
     """At most ``n_points`` points for ``spec``'s bank: up to half of them bank items, the rest test
     patches of clips sampled by ``sample_test_clips`` (``clip_anomalous``: one flag per clip of all
-    test videos in order; ``feature_paths``: the test file of ``spec``'s stream of each video)."""
+    test videos in order; ``feature_paths``: the test file of ``spec``'s stream of each video). The
+    draws are seeded: the same points on every run."""
+    rng = np.random.default_rng(SEED)
     kind = STREAMS[spec.stream].kind
     shapes = [clip_shapes(path, kind) for path in feature_paths]
     clip_index = [(v, c) for v, video_shapes in enumerate(shapes) for c in range(len(video_shapes))]
@@ -413,8 +417,7 @@ def tsne_figures(saved, work, method, out_dir, n_points, specs=PUBLISHED):
     written = []
     for spec in progress(specs, "t-SNE figures"):
         paths = [STREAMS[spec.stream].path(work, method, "test", name) for name in saved.scores.names]
-        data = tsne_input(spec, banks[spec.name], paths, clip_anomalous, method, n_points,
-                          np.random.default_rng(SEED))
+        data = tsne_input(spec, banks[spec.name], paths, clip_anomalous, method, n_points)
         fig = plot_tsne(embed(data.points), data, spec.title, saved.metadata)
         written.append(save_figure(fig, out_dir / f"tsne_{spec.name}.png"))
     return written
@@ -437,7 +440,7 @@ def make_figures(run, which=FIGURES, n_top=6, n_normal=3, tsne_points=2000, spec
     if "scores" in which:
         written += score_figures(saved, out_dir, method.dataset, specs)
     if "objects" in which:
-        written += object_figures(saved, work, run, out_dir, n_top, n_normal, specs)
+        written += object_figures(saved, run, out_dir, n_top, n_normal, specs)
     if "tsne" in which:
         written += tsne_figures(saved, work, method, out_dir, tsne_points, specs)
     return written

@@ -141,16 +141,19 @@ def write_image(path, image):
             raise VPCError(f"cannot write image {path}")
 
 
-def save_clip_images(od_save, split, video_name, clip_index, key_frame, boxes, crops, job):
-    """od_save/<split>/boxes/<video>/<clip>.jpg and od_save/<split>/objects/<video>/<clip>_obj<k>_frame<t>.jpg."""
-    if job.save_image:
-        write_image(od_save / split / "boxes" / video_name / f"{clip_key(clip_index)}.jpg",
-                    draw_boxes(key_frame, boxes))
-    if job.save_image_all:
-        folder = od_save / split / "objects" / video_name
-        for k, object_crops in enumerate(crops):
-            for t, crop in enumerate(object_crops):
-                write_image(folder / f"{clip_key(clip_index)}_obj{k}_frame{t}.jpg", crop)
+def clip_image_writer(od_save, split, video_name, job):
+    """``save(clip_index, key_frame, boxes, crops)`` writing what the job asks for:
+    od_save/<split>/boxes/<video>/<clip>.jpg and od_save/<split>/objects/<video>/<clip>_obj<k>_frame<t>.jpg."""
+    boxes_folder, objects_folder = (od_save / split / kind / video_name for kind in ("boxes", "objects"))
+
+    def save(clip_index, key_frame, boxes, crops):
+        if job.save_image:
+            write_image(boxes_folder / f"{clip_key(clip_index)}.jpg", draw_boxes(key_frame, boxes))
+        if job.save_image_all:
+            for k, object_crops in enumerate(crops):
+                for t, crop in enumerate(object_crops):
+                    write_image(objects_folder / f"{clip_key(clip_index)}_obj{k}_frame{t}.jpg", crop)
+    return save
 
 
 # --- one video ------------------------------------------------------------------------------------
@@ -227,7 +230,7 @@ def run_split(job, context, work, get_detector, options):
             continue
         save_images = None
         if job.images:
-            save_images = functools.partial(save_clip_images, work.od_save, split, video.name, job=job)
+            save_images = clip_image_writer(work.od_save, split, video.name, job)
         run = functools.partial(process_video, video, d, clip_boxes(video), settings.obj_size,
                                 save_images=save_images)
         if job.write_batches and stored is None:

@@ -4,7 +4,7 @@ import torch
 from sklearn.random_projection import SparseRandomProjection
 
 from extra.errors import VPCError
-from Memorization.coreset import build_memory_bank, coreset_size, greedy_coreset_indices, subsample
+from Memorization.coreset import Coreset, build_memory_bank, coreset_size, greedy_coreset_indices, subsample
 
 LINE_X = [0.0, 10.0, 4.0, 7.0, 1.0, 2.0]
 
@@ -83,21 +83,21 @@ VIDEO_B = [3.0, -1.0, 8.0, 100.0]
 def test_bank_subsample_then_concat():
     # video A, l = 3: x = 0 10 4; video B, l = 2: start 3, farthest 100
     videos = [on_line(LINE_X), torch.zeros(0, 2), on_line(VIDEO_B)]
-    bank = build_memory_bank(videos, 0.5, device="cpu", progress=False)
+    bank = build_memory_bank(videos, Coreset(0.5), device="cpu", progress=False)
     assert bank[:, 0].tolist() == [0.0, 10.0, 4.0, 3.0, 100.0]
-    everything = build_memory_bank(videos, 1.0, device="cpu", progress=False)
+    everything = build_memory_bank(videos, Coreset(1.0), device="cpu", progress=False)
     assert everything[:, 0].tolist() == LINE_X + VIDEO_B
 
 
 def test_bank_concat_then_subsample():
     # 10 points, l = 5: 0, then 100, then 10, then 4, then 7 (min dists A 0 0 0 3 1 2, B 1 1 2 0)
     videos = [on_line(LINE_X), on_line(VIDEO_B)]
-    bank = build_memory_bank(videos, 0.5, order="concat_then_subsample", device="cpu", progress=False)
+    bank = build_memory_bank(videos, Coreset(0.5, "concat_then_subsample"), device="cpu", progress=False)
     assert bank[:, 0].tolist() == [0.0, 100.0, 10.0, 4.0, 7.0]
 
 
 def test_bank_errors():
     with pytest.raises(VPCError):
-        build_memory_bank([torch.zeros(0, 2)], 0.5, device="cpu", progress=False)
+        build_memory_bank([torch.zeros(0, 2)], Coreset(0.5), device="cpu", progress=False)
     with pytest.raises(VPCError):
-        build_memory_bank([on_line(LINE_X)], 0.5, order="shuffle", device="cpu", progress=False)
+        build_memory_bank([on_line(LINE_X)], Coreset(0.5, "shuffle"), device="cpu", progress=False)

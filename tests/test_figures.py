@@ -230,7 +230,7 @@ def test_tsne_points_mix_bank_items_with_normal_and_anomalous_patches(made):
     clip_anomalous = np.concatenate([plots.clip_values(y, D) > 0 for y in saved.scores.labels])
     np.testing.assert_array_equal(clip_anomalous, [False, True, True, True, True, True])
     paths = [STREAMS["local"].path(work, method, "test", name) for name in saved.scores.names]
-    data = plots.tsne_input(TEMPORAL, banks["temporal"], paths, clip_anomalous, method, 30, np.random.default_rng(0))
+    data = plots.tsne_input(TEMPORAL, banks["temporal"], paths, clip_anomalous, method, 30)
     # 15 of the 20 bank items; test rows: 3 per object. Anomalous clips (6, 6 and 3 rows) are drawn
     # until they reach half the 15-row budget (9 or 12 rows), the one normal clip 01/0 gives its 3
     assert data.n_bank == 15 and data.bank_size == 20 and len(data.points) in (15 + 12, 15 + 15)
@@ -238,8 +238,7 @@ def test_tsne_points_mix_bank_items_with_normal_and_anomalous_patches(made):
     bank_rows = banks["temporal"].numpy()
     assert all((bank_rows == row).all(axis=1).any() for row in data.points[:15])
     global_paths = [STREAMS["global"].path(work, method, "test", name) for name in saved.scores.names]
-    highlevel = plots.tsne_input(HIGHLEVEL, banks["highlevel"], global_paths, clip_anomalous, method, 1000,
-                                 np.random.default_rng(0))
+    highlevel = plots.tsne_input(HIGHLEVEL, banks["highlevel"], global_paths, clip_anomalous, method, 1000)
     # every item (12) and every test row (6 clips x d frames), the normal clip's d rows unflagged
     assert (highlevel.n_bank, len(highlevel.points), (~highlevel.anomalous[12:]).sum()) == (12, 12 + 6 * D, D)
 
