@@ -28,12 +28,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from fastprogress import progress_bar
 from scipy.io import savemat
 
 from extra.cli import OneLineErrorParser, add_bool_flag, dataset_settings
 from extra.datasets import SPLITS, intervals_from_labels, split_dir
 from extra.errors import VPCError, run_main
+from extra.progress import progress
 
 ANOMALY_KINDS = ("running", "wrong_way", "object", "thrown")
 NORMAL = "normal"
@@ -488,7 +488,7 @@ def _write_dataset(settings, data_root, seed, n_train, n_test, n_frames, width, 
     jobs = [(split, index, name) for split in SPLITS
             for index, name in enumerate(video_names(dataset, split, n_train, n_test))]
     records = {split: [] for split in SPLITS}
-    for split, index, name in progress_bar(jobs, leave=False):
+    for split, index, name in progress(jobs, "generating videos"):
         movers = plan_video(seed, split, index, n_frames, width, height)
         folder = split_dir(settings, data_root, split)
         folder.mkdir(parents=True, exist_ok=True)
