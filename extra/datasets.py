@@ -281,7 +281,10 @@ def _npy_labels(folder, videos, nested):
     for name, file in files.items():
         if not file.is_file():
             raise VPCError(f"ground truth file not found for video {name}: {file}")
-        values = np.load(file).ravel()
+        try:
+            values = np.load(file, allow_pickle=False).ravel()
+        except (ValueError, OSError, EOFError):
+            raise VPCError(f"cannot read ground truth file {file}: not a readable .npy array") from None
         if not np.isin(values, (0, 1)).all():
             raise VPCError(f"{file} must hold 0/1 frame labels")
         labels[name] = values.astype(np.uint8)

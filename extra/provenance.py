@@ -39,7 +39,13 @@ def write_sidecar_record(path, record):
 
 def read_sidecar_record(path):
     sidecar = sidecar_path(path)
-    return json.loads(sidecar.read_text()) if sidecar.is_file() else None
+    if not sidecar.is_file():
+        return None
+    try:
+        return json.loads(sidecar.read_text())
+    except (ValueError, OSError):
+        raise VPCError(f"{sidecar} is damaged (not a readable JSON settings record): delete it and {Path(path).name}, "
+                       f"or pass --overwrite, and rerun") from None
 
 
 def check_record(found, expected, path):
