@@ -165,3 +165,24 @@ def test_one_video_scored_from_python_without_a_dataset(footage, tmp_path):
         video_features(video, model, detector="motion", device="cpu")
     with pytest.raises(VPCError, match="video not found"):
         video_features(tmp_path / "absent.mp4", model, detector="motion")
+
+
+def test_the_python_route_scores_as_the_two_stages_do(footage, tmp_path):
+    """Detection, features and scores of one video in memory equal the stages' files, to the bit."""
+    from Memorization.run import main as memorization_main
+    from ObjectDetection.run import main as detection_main
+
+    data, weights = footage
+    common = [f"--data_root={data.parent}", f"--work_dir={tmp_path}", "--dataset=avenue", f"--consecutive={D}"]
+    assert detection_main(common + ["--detector=motion"]) == 0
+    assert memorization_main(common + [f"--clip_weights={weights}", "--spatial_f_coreset=0.5"]) == 0
+    (model_file,) = (tmp_path / "models" / "avenue").glob("*.vpc")
+    model = VideoPatchCore.load(model_file)
+    assert model.backbone["weights_sha256"] and model.method.ratios["spatial"] == 0.5
+    video = sorted((data / "testing" / "frames").iterdir())[0]
+    score = model.score(video_features(video, model, detector="motion", device="cpu"), device="cpu")
+    (results,) = (tmp_path / "results" / "avenue").glob("*/*/scores.npz")
+    with np.load(results) as saved:
+        first = saved["lengths"][0]
+        for bank, frames in score.banks.items():
+            assert np.array_equal(saved[bank][:first], frames)
