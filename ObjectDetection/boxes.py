@@ -21,7 +21,11 @@ def key_frame_offset(consecutive):
 
 def as_detections(rows):
     """Any sequence of ``[xmin, ymin, xmax, ymax, conf, cls]`` rows -> float64 array (k, 6)."""
-    array = np.asarray(rows, dtype=np.float64)
+    try:
+        array = np.asarray(rows, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise VPCError(f"expected boxes as rows of {BOX_COLUMNS} numbers [xmin, ymin, xmax, ymax, conf, cls], "
+                       f"got {str(rows)[:80]}") from None
     if array.size == 0:
         return np.zeros((0, BOX_COLUMNS))
     if array.ndim != 2 or array.shape[1] != BOX_COLUMNS:

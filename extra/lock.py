@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from extra.errors import VPCError, warn
-from extra.io import make_folder, stale_partials
+from extra.io import make_folder, stale_partials, write_failure
 
 
 def lock_path(work_dir, dataset):
@@ -26,7 +26,10 @@ def work_lock(work_dir, dataset, folders=()):
     """Hold the lock of ``dataset`` in ``work_dir``; remove stale temporary files under ``folders``."""
     make_folder(work_dir)
     path = lock_path(work_dir, dataset)
-    handle = open(path, "a+")
+    try:
+        handle = open(path, "a+")
+    except OSError as error:        # a read-only working directory, typically
+        raise write_failure(path, error) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -35,11 +38,13 @@ def work_lock(work_dir, dataset, folders=()):
             holder = handle.read().strip() or "another process"
             raise VPCError(f"another run is using the {dataset} files of {work_dir} ({holder}); wait for it to "
                            f"finish, or use another --work_dir or --work_num") from None
-        handle.seek(0)
-        handle.truncate()
         command = " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200]
-        handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: {command}\n")
-        handle.flush()
+        try:        # unbuffered: a write that fails (a full disk) fails here, not again when the file closes
+            os.ftruncate(handle.fileno(), 0)
+            os.write(handle.fileno(), f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                                      f"{command}\n".encode())
+        except OSError as error:
+            raise write_failure(path, error) from None
         removed = [stale for folder in folders for stale in stale_partials(folder)]
         for stale in removed:
             stale.unlink(missing_ok=True)

@@ -118,15 +118,22 @@ class ClipFile:
 
     def __init__(self, path, kind, file):
         self.path, self.kind, self.file = Path(path), kind, file
-        self.record = read_h5_record(file)
+        try:        # attributes altered or overwritten: the same damage as a clip's
+            self.record = read_h5_record(file)
+            mark = file.attrs.get(COMPLETE_ATTRIBUTE)
+            mark = None if mark is None else json.loads(mark)
+            if mark is not None:
+                mark = {"clips": int(mark["clips"]), "crc32": [int(c) for c in mark["crc32"]]}
+            if not isinstance(self.record, (dict, type(None))) or (mark and len(mark["crc32"]) != mark["clips"]):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            raise damaged(path, kind, "its settings record or completeness mark cannot be read") from None
         keys = sorted(file.keys())
         self.n_clips = len(keys)
         if keys != [clip_key(i) for i in range(self.n_clips)]:
             raise damaged(path, kind, f"its datasets are not clips 0000..{self.n_clips - 1:04d}")
-        mark = file.attrs.get(COMPLETE_ATTRIBUTE)
         self.checksums = None
         if mark is not None:
-            mark = json.loads(mark)
             if mark["clips"] != self.n_clips:
                 raise damaged(path, kind, f"{self.n_clips} of its {mark['clips']} clips are there")
             self.checksums = mark["crc32"]

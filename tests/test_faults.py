@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -40,6 +40,9 @@ D = 3                       # 9 frames -> 3 clips per video
 RATIOS = ["--spatial_f_coreset=1", "--temporal_f_coreset=1", "--highlevel_f_coreset=0.5"]
 RESULTS = Path("results/avenue/32/spatial1.0_temporal1.0_highlevel0.5")
 SUBPROCESS_TIMEOUT = 120
+# One compute thread, here and in the stages run as processes: the files' numbers do not depend on
+# how a test was run, and a busy 2-core machine does not slow the test down many times over.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,14 @@ def outputs(work):
     return arrays, json.loads((folder / "results.json").read_text())["results"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
@@ -80,7 +91,7 @@ def base(tmp_path_factory):
     made = Base(data, weights, root / "objects_only", root / "finished", {}, {})
     assert run_main(memorization_main, stage_args(made, made.finished)) == 0
     scores, results = outputs(made.finished)
-    return Base(data, weights, made.objects_only, made.finished, scores, results)
+    return replace(made, scores=scores, results=results)
 
 
 @pytest.fixture
@@ -142,7 +153,7 @@ def run_stage(capsys, base, work, *flags):
 
 def run_script(script, argv):
     return subprocess.run([sys.executable, script, *argv], cwd=REPO, capture_output=True, text=True,
-                          timeout=SUBPROCESS_TIMEOUT)
+                          timeout=SUBPROCESS_TIMEOUT, env=ONE_THREAD)
 
 
 def assert_same_outputs(base, work):
@@ -168,6 +179,11 @@ def alter_one_clip(path):
         key = next(key for key in sorted(f) if f[key].ndim > 1)
         f[key][...] = f[key][()] + 1.0
     return key
+
+
+def cases(*rows):
+    """Parameters of a test, each named by its leading words (all but the last, a regex)."""
+    return [pytest.param(*row, id="-".join(row[:-1]).replace(" ", "-")) for row in rows]
 
 
 def quoted(path):
@@ -212,6 +228,23 @@ def test_altered_object_batches_clip_is_refused_by_its_checksum(base, finished, 
     error_line(err, quoted(path), rf"is damaged \(clip {key} does not match its checksum\)")
 
 
+@pytest.mark.parametrize("attribute, value", [
+    ("vpc_complete", '{"clips": 3, "crc'),
+    ("vpc_complete", '{"clips": 3, "crc32": [1]}'),
+    ("vpc_complete", '[3]'),
+    ("vpc_settings", '{"dataset": "ave'),
+    ("vpc_settings", '["avenue"]'),
+], ids=["mark-cut", "mark-one-checksum", "mark-list", "record-cut", "record-list"])
+def test_altered_completeness_mark_or_record_is_one_line(base, finished, capsys, attribute, value):
+    path = local_features(finished, "test", "01")
+    with h5py.File(path, "r+") as f:
+        assert attribute in f.attrs
+        f.attrs[attribute] = value
+    code, _, err = run_stage(capsys, base, finished)
+    assert code == 2
+    error_line(err, quoted(path), r"is damaged \(its settings record or completeness mark cannot be read\)")
+
+
 def test_verify_refuses_an_altered_reused_feature_file_before_any_work(base, finished, capsys):
     # global test features are read whole for scoring anyway; --verify refuses them when they are
     # checked for reuse, before the test features are extracted or anything is scored
@@ -223,6 +256,11 @@ def test_verify_refuses_an_altered_reused_feature_file_before_any_work(base, fin
     assert code == 2
     error_line(err, quoted(path), rf"clip {key} does not match its checksum")
     assert not local.exists() and "scoring test videos" not in out
+    # without --verify the file is kept unread, the missing one is made, and scoring refuses it
+    code, out, err = run_stage(capsys, base, finished)
+    assert code == 2
+    error_line(err, quoted(path), rf"clip {key} does not match its checksum")
+    assert local.exists() and "test features: 2/2 done" in out
 
 
 def test_verify_and_training_features_once_the_banks_exist(base, finished, capsys):
@@ -257,14 +295,14 @@ def test_detection_verify_reads_a_skipped_file_whole(base, finished, capsys):
 
 # --- 3. memory banks ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("damage, problem", [
+@pytest.mark.parametrize("damage, problem", cases(
     ("random bytes", r"is damaged \(not a saved torch tensor: cut short or overwritten\)"),
     ("cut short", r"is damaged \(not a saved torch tensor: cut short or overwritten\)"),
     ("other shape", r"is damaged \(its content differs from what was recorded"),
     ("other content", r"is damaged \(its content differs from what was recorded"),
     ("1-D tensor", r"is damaged \(expected a 2-D tensor, found a 1-D tensor\)"),
     ("not a tensor", r"is damaged \(expected a 2-D tensor, found a dict\)"),
-])
+))
 def test_damaged_memory_bank_is_refused_in_one_line(base, finished, capsys, damage, problem):
     path = bank(finished, "spatial")
     saved = torch.load(path, weights_only=True)
@@ -292,8 +330,8 @@ def test_damaged_memory_bank_is_refused_in_one_line(base, finished, capsys, dama
     ({"1": "boxes", "2": []}, r"video 1 \(01\) has str clips in the pickle but 3 in the data"),
     ({"1": [[], [], []], "2": 7}, r"video 2 \(02\) has int clips in the pickle but 3 in the data"),
     ({"1": [[], [], []], "2": [[], [[1, 2, 3]], []]}, r"video 2 \(02\).*expected boxes as rows of 6 numbers"),
-    ({"1": [[], [], []], "2": [[], [["a", 1, 2, 3, 4, 5]], []]}, r"video 2 \(02\)"),
-    ({"1": [[], [], []], "2": [[], [[1, 2, 3, 4, 5, 6], [1, 2]], []]}, r"video 2 \(02\)"),
+    ({"1": [[], [], []], "2": [[], [["a", 1, 2, 3, 4, 5]], []]}, r"video 2 \(02\).*expected boxes as rows of 6"),
+    ({"1": [[], [], []], "2": [[], [[1, 2, 3, 4, 5, 6], [1, 2]], []]}, r"video 2 \(02\).*expected boxes as rows of 6"),
     (b"\x80\x04 not a pickle at all", r"cannot read boxes pickle"),
     (b"", r"cannot read boxes pickle"),
 ], ids=["list", "entry-str", "entry-int", "short-rows", "text-in-box", "ragged-rows", "random-bytes", "empty"])
@@ -312,7 +350,7 @@ def test_boxes_pickle_of_the_wrong_structure_is_one_line(base, tmp_path, capsys,
 
 # --- 5. saved scores and model files -------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, damage, problem", [
+@pytest.mark.parametrize("name, damage, problem", cases(
     ("scores.npz", "cut short", r"is damaged \(not a readable \.npz file\)"),
     ("scores.npz", "random bytes", r"is damaged \(not a readable \.npz file\)"),
     ("scores.npz", "other arrays", r"is not a saved evaluation"),
@@ -320,7 +358,7 @@ def test_boxes_pickle_of_the_wrong_structure_is_one_line(base, tmp_path, capsys,
     ("results.json", "cut short", r"is damaged \(not the JSON results of a run\)"),
     ("results.json", "random bytes", r"is damaged \(not the JSON results of a run\)"),
     ("results.json", "a list", r"is damaged \(not the JSON results of a run\)"),
-])
+))
 def test_damaged_saved_evaluation_is_one_line(finished, capsys, name, damage, problem):
     folder = finished / RESULTS
     path = folder / name
@@ -344,13 +382,13 @@ def test_damaged_saved_evaluation_is_one_line(finished, capsys, name, damage, pr
     error_line(capsys.readouterr().err, quoted(path), problem)
 
 
-@pytest.mark.parametrize("damage, problem", [
+@pytest.mark.parametrize("damage, problem", cases(
     ("random bytes", r"is not a readable model file \(damaged, cut short, or another kind of file"),
     ("cut short", r"is not a readable model file \(damaged, cut short, or another kind of file"),
     ("other version", r"was written by another version of VideoPatchCore \(model format 999"),
     ("other kind", r"is not a VideoPatchCore model file"),
     ("bad settings", r"is damaged \(its settings cannot be read"),
-])
+))
 def test_damaged_or_other_version_model_file_is_one_line(finished, damage, problem):
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -387,18 +425,18 @@ def no_space(*args, **kwargs):
 
 
 def test_full_disk_while_writing_features(base, objects_only, capsys, monkeypatch):
-    """The 7th clip written fails: the training files of video 01 (3 local + 3 global clips) are
-    finished and kept, the one being written leaves nothing, and a rerun completes."""
+    """The 8th clip written fails: the training files of video 01 (3 local + 3 global clips) are
+    finished and kept, the one being written (its first clip in) leaves nothing, and a rerun completes."""
     written = []
     create_dataset = h5py.Group.create_dataset
 
-    def fail_on_the_seventh(self, *args, **kwargs):
+    def fail_on_the_eighth(self, *args, **kwargs):
         written.append(args[0] if args else kwargs.get("name"))
-        if len(written) == 7:
+        if len(written) == 8:
             no_space()
         return create_dataset(self, *args, **kwargs)
 
-    monkeypatch.setattr(h5py.Group, "create_dataset", fail_on_the_seventh)
+    monkeypatch.setattr(h5py.Group, "create_dataset", fail_on_the_eighth)
     code, _, err = run_stage(capsys, base, objects_only)
     assert code == 2
     failed = local_features(objects_only, "train", "02")
@@ -436,18 +474,18 @@ def _size_of(folder):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A tmpfs mounted at a fresh folder (unmounted afterwards); skips where mounting is refused."""
+def disk(tmp_path):
+    """``disk(options)`` mounts a tmpfs (``size=...k``, ``ro``...) at a fresh folder, ``disk(options,
+    remount=True)`` changes it; unmounted afterwards. Skips where mounting is refused (not root)."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
     mounted = []
 
-    def mount(size_kb, remount=False):
-        options = f"{'remount,' if remount else ''}size={size_kb}k"
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
-                                capture_output=True, text=True)
+    def mount(options, remount=False):
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"remount,{options}" if remount else options, "tmpfs",
+                                 str(mount_point)], capture_output=True, text=True)
         if result.returncode != 0:
-            if remount:
+            if remount or mounted:
                 raise AssertionError(result.stderr)
             pytest.skip(f"cannot mount a tmpfs: {result.stderr.strip()}")
         mounted.append(True)
@@ -458,36 +496,68 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(mount_point)], capture_output=True)
 
 
-def test_real_full_disk_then_a_rerun_on_a_bigger_one(base, small_disk, capsys):
-    # room for the object batches and about a third of the local features (~7 MB in all here)
-    room_kb = (_size_of(base.objects_only) + 2 * 2 ** 20) // 1024
-    disk = small_disk(room_kb)
-    work = Path(shutil.copytree(base.objects_only, disk / "work"))
+def test_real_full_disk_then_a_rerun_on_a_bigger_one(base, disk, capsys):
+    # room for the object batches, the training features of video 01 and half of video 02's local ones
+    needed = [local_features(base.finished, "train", "01"), global_features(base.finished, "train", "01")]
+    room = _size_of(base.objects_only) + sum(path.stat().st_size for path in needed) + \
+        local_features(base.finished, "train", "02").stat().st_size // 2
+    work = Path(shutil.copytree(base.objects_only, disk(f"size={room // 1024}k") / "work"))
     code, _, err = run_stage(capsys, base, work)
     assert code == 2
-    error_line(err, r"^error: disk full while writing \S+ in " + quoted(work) + r"/\S+ \(\d+\.\d MB free",
+    failed = local_features(work, "train", "02")
+    error_line(err, rf"^error: disk full while writing {failed.name} in {quoted(failed.parent)} \(\d+\.\d MB free",
                r"free some space and rerun the same command; finished files are kept and the run resumes")
-    assert stale_partials(work) == []
-    finished_before = {p: p.stat().st_mtime_ns for p in work.rglob("*_video_features.h5")}
-    assert finished_before, "the disk should have held at least one feature file"
-    small_disk(64 * 1024, remount=True)
+    assert stale_partials(work) == [] and not failed.exists()
+    kept = {path: path.stat().st_mtime_ns for path in (local_features(work, "train", "01"),
+                                                      global_features(work, "train", "01"))}
+    code, _, err = run_stage(capsys, base, work)            # the disk is still full: the same line again
+    assert code == 2
+    error_line(err, rf"^error: disk full while writing {failed.name} in {quoted(failed.parent)} ")
+    disk("size=65536k", remount=True)
     code, _, err = run_stage(capsys, base, work)
     assert code == 0, err
-    assert {p: p.stat().st_mtime_ns for p in finished_before} == finished_before
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept
     assert_same_outputs(base, work)
+
+
+def test_no_room_even_for_the_run_lock(disk):
+    full = disk("size=256k")
+    filler = os.open(full / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            while True:
+                os.write(filler, b"\0" * 4096)
+    finally:
+        os.close(filler)
+    with pytest.raises(VPCError) as raised:
+        with work_lock(full / "work", "avenue"):
+            pass
+    message = str(raised.value)
+    assert "\n" not in message
+    assert re.match(rf"disk full while writing \.lock-avenue in {quoted(full / 'work')} \(0\.0 MB free\)", message)
+
+
+def test_read_only_working_directory_is_one_line(base, disk, capsys):
+    work = Path(shutil.copytree(base.finished, disk("size=65536k") / "work"))
+    shutil.rmtree(work / RESULTS)
+    disk("ro", remount=True)
+    code, _, err = run_stage(capsys, base, work)
+    assert code == 2
+    error_line(err, rf"cannot write \.lock-avenue in {quoted(work)} \(Read-only file system\): check that the "
+                    r"folder is writable")
 
 
 # --- 7. kills ----------------------------------------------------------------------------------------
 
 def _any(pattern):
-    return lambda work: next(iter(work.rglob(pattern)), None) is not None
+    """Whether a finished file (not a temporary one, whose name starts with a dot) matches ``pattern``."""
+    return lambda work: any(not path.name.startswith(".") for path in work.rglob(pattern))
 
 
 KILL_POINTS = {
     "first temporary file": lambda work: bool(stale_partials(work)),
     "first finished feature file": _any("*_video_features.h5"),
     "first memory bank": _any("*_memory_bank_*.pt"),
-    "first results file": lambda work: (work / RESULTS).is_dir() and any((work / RESULTS).iterdir()),
 }
 
 
@@ -495,7 +565,7 @@ KILL_POINTS = {
 def test_killed_run_resumes_to_the_same_scores(base, objects_only, capsys, point):
     reached = KILL_POINTS[point]
     process = subprocess.Popen([sys.executable, "Memorization/run.py", *stage_args(base, objects_only)], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ONE_THREAD)
     deadline = time.monotonic() + SUBPROCESS_TIMEOUT
     killed = False
     try:
@@ -511,9 +581,12 @@ def test_killed_run_resumes_to_the_same_scores(base, objects_only, capsys, point
         process.wait()
     if killed:
         assert process.returncode == -signal.SIGKILL
-        assert not (objects_only / RESULTS / "results.json").exists() or point == "first results file"
-    code, _, err = run_stage(capsys, base, objects_only)
+        assert not (objects_only / RESULTS).exists()
+    left = stale_partials(objects_only)
+    code, _, err = run_stage(capsys, base, objects_only)        # the killed run's lock went with it
     assert code == 0, err
+    if left:
+        assert f"warning: removed {len(left)} unfinished file(s) of an interrupted run" in err
     assert_same_outputs(base, objects_only)
 
 
@@ -531,24 +604,24 @@ def test_second_run_on_the_same_files_stops_in_one_line(base, finished, capsys):
 
 
 def test_two_stage_processes_at_once(base, objects_only, capsys):
-    """A detection run holds the lock while the Memorization stage starts on the same files."""
-    first = subprocess.Popen([sys.executable, "ObjectDetection/run.py",
-                              *detection_args(base.data, objects_only, "--overwrite")],
-                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    """A Memorization run holds the lock while a second one starts on the same files."""
+    first = subprocess.Popen([sys.executable, "Memorization/run.py", *stage_args(base, objects_only)], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
     lock = objects_only / ".lock-avenue"
     deadline = time.monotonic() + SUBPROCESS_TIMEOUT
     while f"pid {first.pid}," not in lock.read_text() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
     holds = first.poll() is None
     code, _, err = run_stage(capsys, base, objects_only)
-    first.communicate(timeout=SUBPROCESS_TIMEOUT)
-    assert first.returncode == 0
-    if holds:   # the detection run was still going when the second run asked for the lock
-        assert code == 2
-        error_line(err, rf"another run is using the avenue files of {quoted(objects_only)} \(pid {first.pid}, "
-                        r"started .*ObjectDetection|run\.py")
+    _, first_err = first.communicate(timeout=SUBPROCESS_TIMEOUT)
+    assert first.returncode == 0, first_err
+    assert holds, "the first run ended before the second asked for the lock"
+    assert code == 2
+    error_line(err, rf"another run is using the avenue files of {quoted(objects_only)} \(pid {first.pid}, "
+                    r"started [^)]*: run\.py --dataset=avenue")
     code, _, err = run_stage(capsys, base, objects_only)
     assert code == 0, err
+    assert_same_outputs(base, objects_only)
 
 
 # --- 9. temporary files left behind -----------------------------------------------------------------
