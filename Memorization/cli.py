@@ -54,6 +54,10 @@ def add_evaluation_arguments(parser):
                         help="weight of the local stream, chosen in advance (default: extra/config.py)")
     parser.add_argument("--fixed_sigma", type=int, default=None,
                         help="Gaussian smoothing chosen in advance, 0 for none (default: extra/config.py)")
+    add_bool_flag(parser, "--label_free", True, "calibrate fusion, normalisation and an alarm threshold on the "
+                                                "training videos alone (pseudo-anomalies; README, Evaluation)")
+    parser.add_argument("--false_alarm_rate", type=float, default=0.01,
+                        help="share of normal training frames above the label-free alarm threshold (default 0.01)")
 
 
 def build_parser(description):
@@ -97,8 +101,11 @@ def resolve_run(args):
     context = resolve_context(args)
     settings = context.settings
 
+    if not 0 < args.false_alarm_rate < 1:
+        raise VPCError(f"--false_alarm_rate must lie between 0 and 1, got {args.false_alarm_rate}")
     fixed = FusionWeights.chosen(_pick(args.fixed_a1, settings.fixed_a1), _pick(args.fixed_b1, settings.fixed_b1),
                                  _pick(args.fixed_sigma, settings.fixed_sigma))
     return MemorizationRun(context=context, method=method_from_args(args, context), fixed=fixed,
                            save_feature=args.save_feature, save_memory=args.save_memory, overwrite=args.overwrite,
-                           verify=getattr(args, "verify", False))
+                           verify=getattr(args, "verify", False), label_free=args.label_free,
+                           false_alarm_rate=args.false_alarm_rate)

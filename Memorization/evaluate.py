@@ -30,7 +30,8 @@ def main(argv=None):
     b1 = previous["b1"] if args.fixed_b1 is None else args.fixed_b1
     sigma = previous["sigma"] if args.fixed_sigma is None else args.fixed_sigma
     weights = FusionWeights.chosen(a1, b1, sigma)
-    print(format_results(evaluate(saved.scores, weights), saved.metadata), end="")
+    calibration = saved.results.get("label_free", {}).get("calibration")
+    print(format_results(evaluate(saved.scores, weights, calibration), saved.metadata), end="")
     return 0
 
 

@@ -63,13 +63,20 @@ def complement(weight):
 @dataclass
 class VideoScores:
     """Per-frame scores of the test videos in video order: per bank a vector per video; ``streams``
-    says which stream each bank reads ("local" | "global"); labels already cut to the scores
-    (None where there are none)."""
+    says which stream each bank reads ("local" | "global"). ``labels`` are cut from the start of each
+    video to the length of its scores, as the published protocol does; ``aligned`` are the labels of
+    the frames actually scored (they differ where clips start after the first frame: IITB), None
+    when they are the same. Both None where there are no labels."""
 
     names: list
     banks: dict
     streams: dict
     labels: list = None
+    aligned: list = None
+
+    @property
+    def aligned_labels(self):
+        return self.labels if self.aligned is None else self.aligned
 
     @property
     def lengths(self):
@@ -91,9 +98,10 @@ class VideoScores:
         return all(bank in self.banks for bank in (*LOCAL_FUSION, GLOBAL_FUSION))
 
 
-def make_video_scores(per_bank, labels, names=None, streams=None):
+def make_video_scores(per_bank, labels, names=None, streams=None, first_frames=None):
     """Check and pack per-video scores ({bank: [vector per video]}); each label vector is cut, from
-    its start, to the length of its video's scores (the last ``len mod d`` frames have no score)."""
+    its start, to the length of its video's scores (the last ``len mod d`` frames have no score), and
+    also aligned with the frames scored: from ``first_frames[v]`` (the first frame with a clip) on."""
     names = [str(i + 1) for i in range(len(labels))] if names is None else [str(x) for x in names]
     streams = streams or PUBLISHED_STREAMS
     n = len(names)
@@ -104,7 +112,7 @@ def make_video_scores(per_bank, labels, names=None, streams=None):
         found = ", ".join(f"{count} {bank}" for bank, count in counts.items())
         raise VPCError(f"evaluation needs one score vector of each bank and one label vector per video; got "
                        f"{found}, {len(labels)} label vectors, {n} names")
-    packed = VideoScores(names, {bank: [] for bank in per_bank}, {bank: streams[bank] for bank in per_bank}, [])
+    packed = VideoScores(names, {bank: [] for bank in per_bank}, {bank: streams[bank] for bank in per_bank}, [], [])
     for v, (name, y) in enumerate(zip(names, labels)):
         vectors = {bank: np.asarray(per_bank[bank][v], dtype=np.float64).ravel() for bank in per_bank}
         y = np.asarray(y).ravel()
@@ -119,12 +127,18 @@ def make_video_scores(per_bank, labels, names=None, streams=None):
                            f"the ground truth must cover every frame of the video")
         if not all(np.isfinite(x).all() for x in vectors.values()):
             raise VPCError(f"video {name}: scores contain NaN or infinity; recompute the scores")
-        y = y[:length]
         if not np.isin(y, (0, 1)).all():
             raise VPCError(f"video {name}: labels must be 0 (normal) or 1 (anomalous)")
+        first = 0 if first_frames is None else first_frames[v]
+        if len(y) < first + length:
+            raise VPCError(f"video {name}: {len(y)} labels for {length} scored frames from frame {first}; "
+                           f"the ground truth must cover every frame of the video")
         for bank, x in vectors.items():
             packed.banks[bank].append(x)
-        packed.labels.append(y.astype(np.int64))
+        packed.labels.append(y[:length].astype(np.int64))
+        packed.aligned.append(y[first:first + length].astype(np.int64))
+    if all(np.array_equal(a, b) for a, b in zip(packed.aligned, packed.labels)):
+        packed.aligned = None
     return packed
 
 
@@ -150,6 +164,14 @@ def macro_auroc(scores_per_video, labels_per_video):
               if len(y) and np.min(y) != np.max(y)]
     mean = float(np.mean(values)) if values else float("nan")
     return MacroAUROC(mean, len(values), len(labels_per_video) - len(values))
+
+
+def padded_macro_auroc(scores_per_video, labels_per_video, high):
+    """AI-VAD's per-video convention: every video gets one normal frame scored 0 and one anomalous
+    frame scored ``high`` (the stream's maximum) appended, so each has both classes; the mean over
+    all videos."""
+    return float(np.mean([micro_auroc(np.append(s, (0.0, high)), np.append(y, (0, 1)))
+                          for s, y in zip(scores_per_video, labels_per_video)]))
 
 
 def global_stream(highlevel_per_video, sigma):
@@ -206,19 +228,27 @@ def fused_per_video(scores, weights):
     return {name: scores.split(x) for name, x in stream_scores(scores, weights).items()}
 
 
-def evaluate_streams(scores, weights):
-    """Micro and macro AUROC of every bank and fused stream at the given weights."""
-    labels = scores.all_labels()
+def stream_aurocs(stream_vectors, scores, labels):
+    """Micro AUROC and both macro conventions of every stream ({name: vector over all frames})."""
+    all_labels = np.concatenate(labels)
     results = {}
-    for name, x in stream_scores(scores, weights).items():
-        macro = macro_auroc(scores.split(x), scores.labels)
+    for name, x in stream_vectors.items():
+        pieces = scores.split(x)
+        macro = macro_auroc(pieces, labels)
         results[name] = {
-            "micro": micro_auroc(x, labels),
+            "micro": micro_auroc(x, all_labels),
             "macro": None if macro.n_videos == 0 else macro.auroc,
             "macro_videos": macro.n_videos,
             "macro_skipped": macro.n_skipped,
+            "macro_padded": padded_macro_auroc(pieces, labels, float(np.max(x))),
         }
     return results
+
+
+def evaluate_streams(scores, weights, labels=None):
+    """Micro and macro AUROC of every bank and fused stream at the given weights (labels: the
+    published cut unless given)."""
+    return stream_aurocs(stream_scores(scores, weights), scores, scores.labels if labels is None else labels)
 
 
 @dataclass(frozen=True)
@@ -303,24 +333,38 @@ def published_protocol(scores):
     return protocol
 
 
-def evaluate(scores, fixed_weights):
-    """All results as a JSON-ready dict: the published protocol (test-tuned) and every stream
-    at the protocol's weights and at ``fixed_weights`` (chosen in advance)."""
+LABEL_NOTES = {"published": "cut from the start of each video, as the published code does",
+               "aligned": "the frames actually scored"}
+
+
+def evaluate(scores, fixed_weights, calibration=None):
+    """All results as a JSON-ready dict: the published protocol (test-tuned, published labels);
+    every stream at the protocol's weights, at ``fixed_weights`` (chosen in advance) and, given a
+    label-free ``calibration`` (Memorization.calibration), with its weights, normalisation and alarm
+    threshold (these two with labels aligned to the scored frames)."""
     protocol = published_protocol(scores)
     labels = scores.all_labels()
-    return {
+    aligned = scores.aligned_labels
+    results = {
         "n_videos": len(scores.names),
         "n_frames": int(labels.size),
         "n_anomalous_frames": int(labels.sum()),
+        "labels": {"protocol": LABEL_NOTES["published"],
+                   "fixed": LABEL_NOTES["published" if scores.aligned is None else "aligned"]},
         "protocol": {
             **{key: asdict(value) for key, value in protocol.items()},
             "streams": evaluate_streams(scores, protocol.get("weights", fixed_weights)),
         },
         "fixed": {
             "weights": asdict(fixed_weights),
-            "streams": evaluate_streams(scores, fixed_weights),
+            "streams": evaluate_streams(scores, fixed_weights, aligned),
         },
     }
+    if calibration is not None:
+        from Memorization.calibration import label_free_results   # the calibration imports this module
+
+        results["label_free"] = label_free_results(scores, calibration)
+    return results
 
 
 @dataclass
@@ -333,9 +377,11 @@ class SavedEvaluation:
 
 def save_results(path_npz, path_json, scores, results, metadata=None, fused=None):
     """Write per-frame scores (npz: names, lengths, the banks' names and streams, each bank's
-    concatenated scores under its name, labels, and any ``fused`` per-video vectors as
-    ``fused_<name>``) and results + caller metadata (json)."""
+    concatenated scores under its name, labels, aligned labels where they differ, and any ``fused``
+    per-video vectors as ``fused_<name>``) and results + caller metadata (json)."""
     arrays = {bank: scores.concat(bank) for bank in scores.banks}
+    if scores.aligned is not None:
+        arrays["aligned_labels"] = np.concatenate(scores.aligned)
     arrays.update({f"fused_{name}": np.concatenate(x) for name, x in (fused or {}).items()})
     with atomic_path(path_npz) as tmp, open(tmp, "wb") as f:
         np.savez(f, names=np.array(scores.names, dtype=str), lengths=np.array(scores.lengths, dtype=np.int64),
@@ -368,7 +414,8 @@ def load_results(path_npz, path_json):
     split_at = np.cumsum(lengths)[:-1]
     names = [str(x) for x in arrays.pop("names")]
     per_video = {key: np.split(value, split_at) for key, value in arrays.items()}
-    scores = VideoScores(names, {bank: per_video.pop(bank) for bank in banks}, streams, per_video.pop("labels"))
+    scores = VideoScores(names, {bank: per_video.pop(bank) for bank in banks}, streams, per_video.pop("labels"),
+                         per_video.pop("aligned_labels", None))
     fused = {key[len("fused_"):]: value for key, value in per_video.items()}
     try:
         with open(path_json) as f:
@@ -410,15 +457,31 @@ def format_results(results, metadata=None):
         chosen = ", ".join(f"{name}={protocol[key][name]}" for name in shown)
         lines.append(f"| {row_title} | {_pct(protocol[key]['auroc'])} | {chosen} |")
     protocol_weights = _weights_text(protocol["weights"]) if "weights" in protocol else "none (no fusion)"
-    lines += ["", "Per stream (AUROC %; macro = mean over videos with both classes):",
-              f"protocol weights: {protocol_weights}; "
-              f"fixed weights (chosen in advance): {_weights_text(fixed['weights'])}", "",
-              "| stream | protocol micro | protocol macro | fixed micro | fixed macro |",
-              "|---|---|---|---|---|"]
-    for name, q in fixed["streams"].items():
-        p = protocol["streams"][name]
-        lines.append(f"| {title(name)} | {_pct(p['micro'])} | {_pct(p['macro'])} "
-                     f"| {_pct(q['micro'])} | {_pct(q['macro'])} |")
+    columns = {"protocol": protocol, "fixed": fixed}
+    if "label_free" in results:
+        columns["label-free"] = results["label_free"]
+    lines += ["", "Per stream (AUROC %; macro = mean over videos with both classes, padded = every video "
+                  "padded with a normal frame at 0 and an anomalous one at the maximum, as AI-VAD):",
+              f"- protocol: weights {protocol_weights} chosen on the test labels; labels "
+              f"{results['labels']['protocol']}",
+              f"- fixed: weights {_weights_text(fixed['weights'])} chosen in advance; labels "
+              f"{results['labels']['fixed']}"]
+    if "label_free" in results:
+        free = results["label_free"]
+        lines.append(f"- label-free: weights {_weights_text(free['weights'])}, per-bank normalisation and alarm "
+                     f"threshold chosen on training videos only; labels {results['labels']['fixed']}")
+    header = " | ".join(f"{name} {kind}" for name in columns for kind in ("micro", "macro", "padded"))
+    lines += ["", f"| stream | {header} |", "|---|" + "---|" * (3 * len(columns))]
+    for name in fixed["streams"]:
+        cells = [_pct(column["streams"][name][kind]) for column in columns.values()
+                 for kind in ("micro", "macro", "macro_padded")]
+        lines.append(f"| {title(name)} | " + " | ".join(cells) + " |")
+    alarms = results.get("label_free", {}).get("alarms")
+    if alarms:
+        lines += ["", f"Label-free alarms (total > {results['label_free']['threshold']:.4g}, set for "
+                      f"{100 * results['label_free']['target_false_alarm_rate']:g}% false alarms on normal "
+                      f"training frames): {_pct(alarms['false_alarm_rate'])}% of normal test frames, "
+                      f"{_pct(alarms['detection_rate'])}% of anomalous test frames."]
     skipped = max(stream["macro_skipped"] for stream in fixed["streams"].values())
     if skipped:
         lines += ["", f"macro AUROC skips {skipped} single-class video(s) "

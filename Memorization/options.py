@@ -85,6 +85,8 @@ class MemorizationRun:
     save_memory: bool = True         # build the memory banks (false: the saved ones must exist)
     overwrite: bool = False
     verify: bool = False             # read every reused file whole and check it
+    label_free: bool = True          # calibrate on training videos only (Memorization.calibration)
+    false_alarm_rate: float = 0.01   # the label-free alarm threshold's target on normal frames
 
 
 def compression_record(compression, seed):

@@ -11,9 +11,10 @@ import torch
 
 from extra.datasets import labelled_test_videos, list_videos
 from extra.device import default_device
-from extra.errors import VPCError
+from extra.errors import VPCError, warn
 from extra.lock import work_lock
 from extra.progress import progress
+from extra.provenance import read_json_record, write_json_record
 from extra.store import open_clip_file, read_clip_file
 from extra.workdir import WorkDir
 from Memorization.banks import PUBLISHED, STREAMS, bank_path, streams_of
@@ -78,30 +79,53 @@ def load_backbone_for(run, device):
 
 
 def memory_of(run, backbone, fields, device):
-    """The model: its banks reused when they are saved with this run's settings, else built from the
-    training features (extracted where missing) and saved. The model file is written whenever the
-    encoder is loaded and the file is missing (so a run killed before writing it still gets one)."""
+    """The model and whether its banks were built now: reused when they are saved with this run's
+    settings, else built from the training features (extracted where missing) and saved."""
     work, method = work_of(run), run.method
-    model_file = work.model(results_name(method))
     reusable = not run.overwrite and all(bank_path(work, spec, method).is_file() for spec in PUBLISHED)
     if run.save_memory and not reusable:
         train_videos = list_videos(run.context.settings, run.context.data_root, "train", method.consecutive)
         extract_split_features(train_videos, "train", run, backbone)
         model = VideoPatchCore(method, PUBLISHED).fit(training_features(run, train_videos, fields), device)
         model.save_bank_files(work, fields)
-        model_file.unlink(missing_ok=True)
-    else:
-        missing = [bank_path(work, spec, method) for spec in PUBLISHED if not bank_path(work, spec, method).is_file()]
-        if missing:
-            raise VPCError(f"memory bank not found: {missing[0]}; run with --save_memory=True to build it")
-        model = VideoPatchCore.from_bank_files(work, method, fields)
-        print("memory banks: reusing " + ", ".join(f"{name} {tuple(bank.shape)}" for name, bank in model.banks.items()),
-              flush=True)
-    if backbone is not None and not model_file.is_file():
-        model.backbone = backbone.identity()
-        model.save(model_file)
-        print(f"model file: {model_file}", flush=True)
-    return model
+        return model, True
+    missing = [bank_path(work, spec, method) for spec in PUBLISHED if not bank_path(work, spec, method).is_file()]
+    if missing:
+        raise VPCError(f"memory bank not found: {missing[0]}; run with --save_memory=True to build it")
+    model = VideoPatchCore.from_bank_files(work, method, fields)
+    print("memory banks: reusing " + ", ".join(f"{name} {tuple(bank.shape)}" for name, bank in model.banks.items()),
+          flush=True)
+    return model, False
+
+
+def calibration_path(run):
+    """The label-free calibration of a run's banks, beside them."""
+    return STREAMS["local"].directory(work_of(run), run.method) / f"calibration_{results_name(run.method)}.json"
+
+
+def calibration_of(run, model, backbone, fields, device, rebuilt):
+    """The model's label-free calibration: reused when saved for the same banks and settings, else made
+    from the training videos (Memorization.pseudo) and saved; None (with a warning) when it cannot be
+    made because the encoder is not loaded."""
+    path = calibration_path(run)
+    record = {**asdict(run.method), **fields, "false_alarm_rate": run.false_alarm_rate}
+    if path.is_file() and not (run.overwrite or rebuilt):
+        saved = read_json_record(path, record)
+        if saved is not None:
+            return saved
+    if backbone is None:
+        warn(f"no label-free calibration at {path}, and making one needs the encoder: run with "
+             f"--save_feature=True once; the label-free column is left out")
+        return None
+    from Memorization.pseudo import label_free_calibration   # torch-heavy recipes, only when calibrating
+
+    videos = list_videos(run.context.settings, run.context.data_root, "train", run.method.consecutive)
+    extract_split_features(videos, "train", run, backbone)
+    calibration = label_free_calibration(model, run, videos, backbone,
+                                         lambda video: read_video_features(run, "train", video.name, fields),
+                                         device, run.false_alarm_rate)
+    write_json_record(path, record, calibration)
+    return calibration
 
 
 def run_memorization(run):
@@ -118,13 +142,21 @@ def _run_memorization(run, work):
     test_videos, labels = labelled_test_videos(settings, run.context.data_root, method.consecutive)
     backbone = load_backbone_for(run, device) if run.save_feature or run.save_memory else None
     fields = backbone_record(backbone) if backbone is not None else reused_backbone(run, test_videos)
-    model = memory_of(run, backbone, fields, device)
+    model, rebuilt = memory_of(run, backbone, fields, device)
+    calibration = calibration_of(run, model, backbone, fields, device, rebuilt) if run.label_free else None
+    model.calibration = calibration or {}
+    model_file = work.model(results_name(method))
+    if backbone is not None and (rebuilt or calibration is not None or not model_file.is_file()):
+        model.backbone = backbone.identity()
+        model.save(model_file)
+        print(f"model file: {model_file}", flush=True)
     if run.save_feature:
         extract_split_features(test_videos, "test", run, backbone)
     per_bank = score_videos(model, run, test_videos, fields, device)
     scores = make_video_scores(per_bank, [labels[v.name] for v in test_videos], [v.name for v in test_videos],
-                               {spec.name: spec.stream for spec in model.specs})
-    results = evaluate(scores, run.fixed)
+                               {spec.name: spec.stream for spec in model.specs},
+                               [v.first_frame for v in test_videos])
+    results = evaluate(scores, run.fixed, calibration)
     metadata = {**asdict(method), "save_feature": run.save_feature, "save_memory": run.save_memory,
                 "overwrite": run.overwrite, "fixed": asdict(run.fixed), **fields,
                 "bank_sizes": {name: int(bank.shape[0]) for name, bank in model.banks.items()},

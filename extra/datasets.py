@@ -112,6 +112,26 @@ class Video:
             return
         yield from self._iter_file_clips(clips, set(wanted))
 
+    def frames_at(self, raw_indices):
+        """BGR uint8 frames at the given raw indices (any order, repeats allowed), each decoded once."""
+        wanted = set(raw_indices)
+        if not self.is_file:
+            frames = {i: read_frame(self.frame_paths[i]) for i in wanted}
+        else:
+            frames = {}
+            capture = _open_capture(self.source)
+            try:
+                for position in range(max(wanted) + 1):
+                    if position not in wanted:
+                        capture.grab()
+                        continue
+                    ok, frames[position] = capture.read()
+                    if not ok:
+                        raise VPCError(f"cannot decode frame {position} of {self.source}")
+            finally:
+                capture.release()
+        return [frames[i] for i in raw_indices]
+
     def _iter_file_clips(self, clips, wanted):
         capture = _open_capture(self.source)
         position = 0

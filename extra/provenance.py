@@ -7,7 +7,7 @@ accepted as they are.
 import json
 from pathlib import Path
 
-from extra.errors import VPCError
+from extra.errors import VPCError, warn
 from extra.io import atomic_path
 
 H5_ATTRIBUTE = "vpc_settings"
@@ -58,3 +58,21 @@ def check_record(found, expected, path):
         detail = "; ".join(f"{k}: file {found.get(k)!r}, this run {expected.get(k)!r}" for k in differing)
         raise VPCError(f"{path} was made with other settings ({detail}); delete it, pass --overwrite, "
                        f"or use another --work_num")
+
+
+def write_json_record(path, record, content):
+    """A JSON artifact with the settings it was made with: {"record": ..., "content": ...}, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"record": record, "content": content}, sort_keys=True, indent=1))
+
+
+def read_json_record(path, record):
+    """The content of a JSON artifact made with ``record``; None (to be made again) when it was made
+    with other settings or cannot be read, with a warning for the latter."""
+    try:
+        saved = json.loads(Path(path).read_text())
+        found, content = saved["record"], saved["content"]
+    except (ValueError, KeyError, TypeError, OSError):
+        warn(f"{path} is damaged (not a readable JSON artifact): making it again")
+        return None
+    return content if found == _canonical(record) else None

@@ -127,4 +127,4 @@ def test_saved_scores_evaluate_again_without_features(stage, capsys):
     again = capsys.readouterr().out
     assert f"| total (local+global) | {100 * saved['protocol']['total']['auroc']:.2f} |" in again
     assert evaluate_main([str(folder), "--fixed_a1=1.0", "--fixed_sigma=3"]) == 0
-    assert "fixed weights (chosen in advance): a1=1.0, a2=0.0, b1=0.5, b2=0.5, sigma=3" in capsys.readouterr().out
+    assert "- fixed: weights a1=1.0, a2=0.0, b1=0.5, b2=0.5, sigma=3 chosen in advance" in capsys.readouterr().out
