@@ -134,8 +134,9 @@ def item_scores(spec, items, bank, method):
     return object_scores(spec.patches(items, method, "test"), items.shape[0], bank, method.power_n)
 
 
-def score_clips(spec, clips, bank, method, device):
-    """Per-frame scores (float64 numpy) of one video's clips for ``spec``; the bank is on ``device``."""
+def score_clips(spec, clips, bank, method, device, items_out=None):
+    """Per-frame scores (float64 numpy) of one video's clips for ``spec``; the bank is on ``device``.
+    ``items_out``, a list, receives every item's score (numpy, clip order): the objects' own scores."""
     per_call = STREAMS[spec.stream].clips_per_call or max(len(clips), 1)
     scores = []
     for start in range(0, len(clips), per_call):
@@ -144,5 +145,8 @@ def score_clips(spec, clips, bank, method, device):
         if items is None:
             scores.append(torch.zeros(len(chunk)))
             continue
-        scores.append(clip_scores(item_scores(spec, items.to(device), bank, method), counts).cpu())
+        of_items = item_scores(spec, items.to(device), bank, method)
+        scores.append(clip_scores(of_items, counts).cpu())
+        if items_out is not None:
+            items_out.extend(of_items.cpu().numpy().tolist())
     return frame_scores(torch.cat(scores), method.consecutive)

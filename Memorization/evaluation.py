@@ -482,6 +482,12 @@ def format_results(results, metadata=None):
                       f"{100 * results['label_free']['target_false_alarm_rate']:g}% false alarms on normal "
                       f"training frames): {_pct(alarms['false_alarm_rate'])}% of normal test frames, "
                       f"{_pct(alarms['detection_rate'])}% of anomalous test frames."]
+    regions = results.get("regions")
+    if regions:
+        lines += ["", f"Region metrics (RBDC / TBDC, Ramachandra and Jones 2020; every object a region on each "
+                      f"frame of its clip, scored {regions['object_score']}): RBDC {_pct(regions['rbdc'])}%, "
+                      f"TBDC {_pct(regions['tbdc'])}% ({regions['tracks']} tracks, {regions['regions']} regions, "
+                      f"{regions['detections']} detections over {regions['frames']} frames)."]
     skipped = max(stream["macro_skipped"] for stream in fixed["streams"].values())
     if skipped:
         lines += ["", f"macro AUROC skips {skipped} single-class video(s) "

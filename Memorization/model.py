@@ -94,15 +94,20 @@ class VideoPatchCore:
             self._on_device = (device, {name: bank.to(device) for name, bank in self.banks.items()})
         return self._on_device[1]
 
-    def score_banks(self, features, device=None):
-        """Raw per-frame scores of one video for every bank, {name: float64 numpy vector}."""
+    def score_banks(self, features, device=None, item_scores=None):
+        """Raw per-frame scores of one video for every bank, {name: float64 numpy vector}. Given a
+        dict, ``item_scores`` receives each bank's per-item scores too ({name: list, clip order})."""
         device = device or default_device()
         missing = [spec.name for spec in self.specs if spec.name not in self.banks]
         if missing:
             raise VPCError(f"the model has no {missing[0]} memory bank: fit it or load a model file first")
         banks = self.banks_on(device)
-        return {spec.name: score_clips(spec, features.clips[spec.stream], banks[spec.name], self.method, device)
-                for spec in self.specs}
+        frames = {}
+        for spec in self.specs:
+            items = None if item_scores is None else item_scores.setdefault(spec.name, [])
+            frames[spec.name] = score_clips(spec, features.clips[spec.stream], banks[spec.name], self.method,
+                                            device, items)
+        return frames
 
     @property
     def weights(self):

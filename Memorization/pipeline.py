@@ -6,7 +6,9 @@ the published meaning: when false, saved test features / memory banks are used a
 """
 import time
 from dataclasses import asdict
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from extra.datasets import labelled_test_videos, list_videos
@@ -15,15 +17,19 @@ from extra.errors import VPCError, warn
 from extra.lock import work_lock
 from extra.progress import progress
 from extra.provenance import read_json_record, write_json_record
-from extra.store import open_clip_file, read_clip_file
+from extra.store import is_empty_clip, open_clip_file, read_clip_file
 from extra.workdir import WorkDir
 from Memorization.banks import PUBLISHED, STREAMS, bank_path, streams_of
+from Memorization.calibration import normalised
 from Memorization.evaluation import (
-    RESULTS_FILE, SCORES_FILE, evaluate, format_results, fused_per_video, make_video_scores, save_results,
+    LOCAL_FUSION, RESULTS_FILE, SCORES_FILE, FusionWeights, evaluate, format_results, fused_per_video,
+    make_video_scores, save_results,
 )
 from Memorization.features import backbone_record, extract_split_features, feature_record
 from Memorization.model import VideoFeatures, VideoPatchCore
 from Memorization.options import results_folder, results_name
+from Memorization.regions import load_mask_tracks, load_region_tracks, rbdc_tbdc
+from ObjectDetection.objects import clip_boxes_of
 
 
 def work_of(run):
@@ -61,13 +67,75 @@ def training_features(run, videos, backbone, specs=PUBLISHED):
 
 
 def score_videos(model, run, videos, backbone, device):
-    """Per-bank per-frame scores of each test video, {bank: [vector per video]}."""
-    per_bank = {spec.name: [] for spec in model.specs}
+    """Per-bank per-frame scores of each test video, {bank: [vector per video]}, and each video's
+    objects: per clip the number of objects, per bank their scores (for the region metrics)."""
+    per_bank, objects = {spec.name: [] for spec in model.specs}, []
     for video in progress(videos, "scoring test videos"):
         features = read_video_features(run, "test", video.name, backbone, streams_of(model.specs))
-        for bank, frames in model.score_banks(features, device).items():
+        items = {}
+        for bank, frames in model.score_banks(features, device, items).items():
             per_bank[bank].append(frames)
-    return per_bank
+        counts = [0 if is_empty_clip(lf) else lf.shape[0] for lf in features.clips["local"]]
+        objects.append((counts, {spec.name: items[spec.name] for spec in model.specs if spec.stream == "local"}))
+    return per_bank, objects
+
+
+def region_ground_truth(run, videos):
+    """Region tracks of each test video ({name: tracks}), from test_regions/<video>.json or from
+    pixel masks in test_masks/ (a folder of mask images or a .npy per video); None without either."""
+    root = Path(run.context.data_root) / run.method.dataset
+    if (root / "test_regions").is_dir():
+        return {v.name: load_region_tracks(root / "test_regions" / f"{v.name}.json") for v in videos}
+    if (root / "test_masks").is_dir():
+        masks = root / "test_masks"
+        return {v.name: load_mask_tracks(masks / v.name if (masks / v.name).is_dir() else masks / f"{v.name}.npy")
+                for v in videos}
+    return None
+
+
+def object_score(scores, weights, calibration):
+    """One score per object from its spatial and temporal scores: a1 S + a2 T, normalised per bank
+    by the label-free calibration when there is one, raw otherwise."""
+    spatial, temporal = (np.asarray(scores[bank], dtype=np.float64) for bank in LOCAL_FUSION)
+    if calibration:
+        scales = calibration["normalisation"]
+        spatial, temporal = normalised(spatial, scales["spatial"]), normalised(temporal, scales["temporal"])
+    return weights.a1 * spatial + weights.a2 * temporal
+
+
+def region_results(run, videos, objects, weights, calibration):
+    """RBDC and TBDC (Memorization.regions) of every test object as a region on each frame of its clip,
+    against the region tracks; None when the dataset has none or the object files hold no boxes."""
+    truth = region_ground_truth(run, videos)
+    if truth is None:
+        return None
+    d, work = run.method.consecutive, work_of(run)
+    detections, tracks, offset, scored = [], [], 0, 0
+    for video, (counts, scores) in zip(videos, objects):
+        clips = video.clips(d)
+        boxes = clip_boxes_of(work.object_batches("test", video.name), range(len(clips)))
+        if any(b is None and n for b, n in zip(boxes, counts)):
+            warn(f"{work.object_batches('test', video.name)} holds no boxes: no region metrics")
+            return None
+        per_object = iter(object_score(scores, weights, calibration))
+        for frames, clip_boxes, n in zip(clips, boxes, counts):
+            for box in clip_boxes[:n] if n else ():
+                score = next(per_object)
+                detections += [[offset + frame, *box[:4], score] for frame in frames]
+        first, last = clips[0][0], clips[-1][-1]
+        for track in truth[video.name]:
+            kept = track[(track[:, 0] >= first) & (track[:, 0] <= last)]
+            if len(kept):
+                tracks.append(np.column_stack([kept[:, 0] + offset, kept[:, 1:]]))
+        offset += video.n_raw_frames
+        scored += len(clips) * d
+    if not tracks:
+        return None
+    rbdc, tbdc = rbdc_tbdc(np.asarray(detections, dtype=np.float64).reshape(-1, 6), tracks, scored)
+    return {"rbdc": rbdc, "tbdc": tbdc, "tracks": len(tracks), "regions": int(sum(len(t) for t in tracks)),
+            "detections": len(detections), "frames": scored,
+            "object_score": ("a1 S + a2 T, normalised per bank, label-free weights" if calibration
+                             else "a1 S + a2 T, raw, fixed weights")}
 
 
 def load_backbone_for(run, device):
@@ -152,11 +220,15 @@ def _run_memorization(run, work):
         print(f"model file: {model_file}", flush=True)
     if run.save_feature:
         extract_split_features(test_videos, "test", run, backbone)
-    per_bank = score_videos(model, run, test_videos, fields, device)
+    per_bank, objects = score_videos(model, run, test_videos, fields, device)
     scores = make_video_scores(per_bank, [labels[v.name] for v in test_videos], [v.name for v in test_videos],
                                {spec.name: spec.stream for spec in model.specs},
                                [v.first_frame for v in test_videos])
     results = evaluate(scores, run.fixed, calibration)
+    regions = region_results(run, test_videos, objects,
+                             FusionWeights(**calibration["weights"]) if calibration else run.fixed, calibration)
+    if regions is not None:
+        results["regions"] = regions
     metadata = {**asdict(method), "save_feature": run.save_feature, "save_memory": run.save_memory,
                 "overwrite": run.overwrite, "fixed": asdict(run.fixed), **fields,
                 "bank_sizes": {name: int(bank.shape[0]) for name, bank in model.banks.items()},

@@ -5,12 +5,16 @@
         [--overwrite | --skip_existing]
 
 One static camera: a textured background (wall with windows, lawn, paved walkway) on which
-person-like figures walk left to right at a normal pace. Test videos add labelled anomalies of
-the paper's kinds: a figure running (3-4x the pace), one walking the wrong way (opposite
-direction or across the walkway), a foreign object (a cart or a bicycle) and a thrown object
-flying on a parabola. A test frame is anomalous exactly when an anomalous element is visible in
-it (at least one of its pixels more than half covered). Everything is a function of the seed;
-files are byte-identical between runs with the same arguments.
+person-like figures walk left to right at a normal pace. Each test video adds one labelled
+anomaly of the paper's kinds, in turn: a figure running, one walking the wrong way, a foreign
+object (a cart or a bicycle) and a thrown object flying on a parabola. As in Avenue, a test video
+is mostly normal: its anomaly is in view on 20-35 % of its frames, with normal stretches before
+and after it. Runners, wrong-way walkers, carts and bicycles cross the frame within that span,
+so in short videos they move far faster than the walkers. A test frame is anomalous exactly when
+an anomalous element is visible in it (at least one of its pixels more than half covered);
+``test_regions/<video>.json`` gives that element's box on each such frame (DATA_README.md,
+Region tracks). Everything is a function of the seed; files are byte-identical between runs
+with the same arguments.
 
 The dataset is built in a hidden folder beside the target and renamed into place at the end, so
 an interrupted run never leaves a complete-looking tree. ``demo_manifest.json`` in the dataset
@@ -40,7 +44,9 @@ NORMAL = "normal"
 MANIFEST_NAME = "demo_manifest.json"
 JPEG_QUALITY = 90
 FPS = 25
-MIN_FRAMES = 8          # room for normal frames before, between and after two anomalies
+MIN_FRAMES = 8          # room for normal frames before and after an anomaly of 20-35 % of them
+NORMAL_RUN = 10         # frames of one Avenue clip: the normal stretches' length where there is room
+REGIONS_DIR = "test_regions"
 MIN_SIDE = 32
 # Independent random streams, so a video's content does not depend on how many others exist.
 BACKGROUND_STREAM = 0
@@ -246,18 +252,25 @@ def mover_mask(mover, t, width, height):
     return mask
 
 
-def is_visible(mover, t, width, height):
-    """At least one pixel of the frame more than half covered by the mover."""
-    return bool((mover_mask(mover, t, width, height) >= 128).any())
+def anomaly_tracks(movers, n_frames, width, height):
+    """One track per anomalous mover: [t, xmin, ymin, xmax, ymax] for each frame t where it is
+    visible (a pixel more than half covered), the box of all its pixels, xmax and ymax exclusive."""
+    tracks = []
+    for mover in (m for m in movers if m.anomalous):
+        track = []
+        for t in range(max(mover.start, 0), min(mover.end, n_frames - 1) + 1):
+            mask = mover_mask(mover, t, width, height)
+            if (mask >= 128).any():
+                rows, cols = np.nonzero(mask)
+                track.append([t, int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1])
+        tracks.append(track)
+    return tracks
 
 
-def anomaly_labels(movers, n_frames, width, height):
-    """Per-frame 0/1 labels: 1 where some anomalous mover is visible."""
+def track_labels(tracks, n_frames):
+    """Per-frame 0/1 labels: 1 where some track has a box."""
     labels = np.zeros(n_frames, np.uint8)
-    for mover in movers:
-        if mover.anomalous:
-            for t in range(max(mover.start, 0), min(mover.end, n_frames - 1) + 1):
-                labels[t] |= is_visible(mover, t, width, height)
+    labels[[box[0] for track in tracks for box in track]] = 1
     return labels
 
 
@@ -290,55 +303,47 @@ def plan_walkers(rng, scene, n_frames):
     return walkers
 
 
-def plan_anomaly(rng, scene, kind, start, n_frames):
-    """One anomalous mover appearing (partly inside the frame) at frame `start`."""
-    h, w, end = scene.figure_height, scene.width, n_frames - 1
+def plan_anomaly(rng, scene, kind, start, length):
+    """The anomalous mover of a test video, in view on frames start .. start + length - 1 only.
+
+    Figures, carts and bicycles cross the frame in that time: on the first and the last of these
+    frames their centre is 0.2 figure heights inside its left and right sides (runners, carts and
+    bicycles go with the walkers, wrong-way walkers against them). A thrown ball flies that long,
+    inside the frame.
+    """
+    h, w, end = scene.figure_height, scene.width, start + length - 1
     feet_y = rng.uniform(*scene.walkway)
+    if kind == "thrown":
+        apex = 1.2 * h
+        gravity = 8 * apex / length ** 2            # back at launch height one frame after the last
+        span = min(rng.uniform(2.5, 4.0) * h, 0.6 * w)
+        left = rng.uniform(0.15 * w, 0.85 * w - span)
+        vx = span / length if rng.random() < 0.5 else -span / length
+        return Mover("ball", start, end, left if vx > 0 else left + span, feet_y - 0.6 * h, vx,
+                     -gravity * length / 2, max(2.5, 0.12 * h), (_pick(rng, OBJECT_COLOURS),), kind, gravity=gravity)
+    inset = 0.2 * h
+    vx = (w - 2 * inset) / (length - 1)
     if kind == "running":
-        speed = scene.walk_speed * rng.uniform(3.0, 4.0)
-        return _person(rng, scene, start, end, 0.05 * h, feet_y, speed, 0.0, kind, swing=0.8, stride_factor=1.6)
+        return _person(rng, scene, start, end, inset, feet_y, vx, 0.0, kind, swing=0.8, stride_factor=1.6)
     if kind == "wrong_way":
-        if rng.random() < 0.5:      # against the flow, along the walkway
-            return _person(rng, scene, start, end, w - 0.05 * h, feet_y, -scene.walk_speed, 0.0, kind)
-        return _person(rng, scene, start, end, rng.uniform(0.15, 0.85) * w, scene.height + 0.5 * h,
-                       0.0, -scene.walk_speed, kind)
+        return _person(rng, scene, start, end, w - inset, feet_y, -vx, 0.0, kind)
     if kind == "object":
         if rng.random() < 0.5:
             palette = (_pick(rng, OBJECT_COLOURS), (30, 30, 30), (90, 90, 90))
-            return Mover("cart", start, end, -0.3 * h, feet_y, 1.5 * scene.walk_speed, 0.0, h, palette, kind)
+            return Mover("cart", start, end, inset, feet_y, vx, 0.0, h, palette, kind)
         palette = _person_palette(rng) + (_pick(rng, OBJECT_COLOURS), (25, 25, 25))
-        return Mover("bicycle", start, end, -0.3 * h, feet_y, 3.0 * scene.walk_speed, 0.0, h, palette, kind,
+        return Mover("bicycle", start, end, inset, feet_y, vx, 0.0, h, palette, kind,
                      stride=1.2 * h, phase0=float(rng.uniform(0, 2 * math.pi)))
-    if kind == "thrown":
-        duration = throw_duration(n_frames)
-        apex = 1.2 * h
-        gravity = 8 * apex / duration ** 2        # back at launch height after `duration` frames
-        direction = 1 if rng.random() < 0.5 else -1
-        vx = direction * rng.uniform(2.5, 4.0) * h / duration
-        palette = (_pick(rng, OBJECT_COLOURS),)
-        return Mover("ball", start, start + duration - 1, rng.uniform(0.2, 0.7) * w, feet_y - 0.6 * h, vx,
-                     -gravity * duration / 2, max(2.5, 0.12 * h), palette, kind, gravity=gravity)
     raise ValueError(f"unknown anomaly kind {kind!r}")
 
 
-def throw_duration(n_frames):
-    """Frames a thrown object flies: under a second, short enough to leave normal frames around it."""
-    return max(2, min(20, n_frames // 5))
-
-
-def anomaly_schedule(rng, index, n_frames):
-    """(kind, start frame) of the anomalies of test video `index`.
-
-    Kinds cycle through ANOMALY_KINDS. Odd videos first get a short throw, ended at least one
-    frame before their main anomaly begins, so they have two separate anomalous intervals.
-    """
-    main_kind = ANOMALY_KINDS[index % len(ANOMALY_KINDS)]
-    if index % 2 == 0:
-        return [(main_kind, int(rng.integers(max(1, round(0.3 * n_frames)), round(0.5 * n_frames) + 1)))]
-    throw_start = int(rng.integers(1, max(1, round(0.15 * n_frames)) + 1))
-    main_start = (throw_start + throw_duration(n_frames) + 1
-                  + int(rng.integers(0, max(1, round(0.25 * n_frames)))))
-    return [("thrown", throw_start), (main_kind, main_start)]
+def anomaly_span(rng, n_frames):
+    """(first frame, length) of a test video's anomaly: 20-35 % of the frames, with normal
+    stretches before and after it of at least 15 % of them, and NORMAL_RUN frames where there is room."""
+    shortest, longest = -(-n_frames // 5), 7 * n_frames // 20
+    margin = max(-(-3 * n_frames // 20), min(NORMAL_RUN, (n_frames - shortest) // 2))
+    length = int(rng.integers(shortest, min(longest, n_frames - 2 * margin) + 1))
+    return int(rng.integers(margin, n_frames - margin - length + 1)), length
 
 
 def plan_video(seed, split, index, n_frames, width, height):
@@ -347,8 +352,8 @@ def plan_video(seed, split, index, n_frames, width, height):
     scene = Scene(width, height)
     movers = plan_walkers(rng, scene, n_frames)
     if split == "test":
-        movers += [plan_anomaly(rng, scene, kind, start, n_frames)
-                   for kind, start in anomaly_schedule(rng, index, n_frames)]
+        kind = ANOMALY_KINDS[index % len(ANOMALY_KINDS)]
+        movers.append(plan_anomaly(rng, scene, kind, *anomaly_span(rng, n_frames)))
     return movers
 
 
@@ -488,6 +493,7 @@ def _write_dataset(settings, data_root, seed, n_train, n_test, n_frames, width, 
     jobs = [(split, index, name) for split in SPLITS
             for index, name in enumerate(video_names(dataset, split, n_train, n_test))]
     records = {split: [] for split in SPLITS}
+    dataset_dir = data_root / dataset
     for split, index, name in progress(jobs, "generating videos"):
         movers = plan_video(seed, split, index, n_frames, width, height)
         folder = split_dir(settings, data_root, split)
@@ -496,12 +502,16 @@ def _write_dataset(settings, data_root, seed, n_train, n_test, n_frames, width, 
         write_frames(frames, folder, name, dataset, split, as_video_files)
         record = {"name": name, "n_frames": n_frames}
         if split == "test":
-            labels = anomaly_labels(movers, n_frames, width, height)
+            tracks = anomaly_tracks(movers, n_frames, width, height)
+            regions = dataset_dir / REGIONS_DIR / f"{name}.json"
+            regions.parent.mkdir(exist_ok=True)
+            regions.write_text(json.dumps({"tracks": tracks}) + "\n")
+            labels = track_labels(tracks, n_frames)
             record["labels"] = labels.tolist()
             record["intervals"] = intervals_from_labels(labels).T.tolist()
-            record["anomalies"] = [_anomaly_record(m, n_frames, width, height) for m in movers if m.anomalous]
+            record["anomalies"] = [_anomaly_record(m, track) for m, track in
+                                   zip((m for m in movers if m.anomalous), tracks)]
         records[split].append(record)
-    dataset_dir = data_root / dataset
     write_ground_truth(settings, dataset_dir, records["test"])
     manifest = {
         "dataset": dataset, "seed": seed, "width": width, "height": height, "n_frames": n_frames,
@@ -513,11 +523,10 @@ def _write_dataset(settings, data_root, seed, n_train, n_test, n_frames, width, 
     return manifest
 
 
-def _anomaly_record(mover, n_frames, width, height):
+def _anomaly_record(mover, track):
     """Kind, shape and 1-based first/last frames in which one anomalous mover is visible."""
-    visible = [t + 1 for t in range(n_frames) if mover.exists(t) and is_visible(mover, t, width, height)]
     return {"kind": mover.kind, "shape": mover.shape,
-            "first": visible[0] if visible else None, "last": visible[-1] if visible else None}
+            "first": track[0][0] + 1 if track else None, "last": track[-1][0] + 1 if track else None}
 
 
 def load_manifest(dataset_dir):

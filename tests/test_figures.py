@@ -19,7 +19,7 @@ import torch
 
 from extra.datasets import list_videos
 from extra.errors import VPCError
-from extra.make_demo import make_demo
+from extra.make_demo import avenue_mat_bytes, make_demo
 from extra.store import empty_clip, open_clip_file, save_tensor, write_clip_file
 from extra.workdir import WorkDir
 from Memorization import plots
@@ -79,6 +79,10 @@ def made(tmp_path_factory):
     """The tiny run: its root folder, its flags and its MemorizationRun."""
     root = tmp_path_factory.mktemp("figures")
     make_demo(root / "data", "avenue", seed=2, n_train=1, n_test=2, n_frames=13, width=96, height=64)
+    # labels of our own, so the clips' classes below do not follow the generator's planning:
+    # video 01 anomalous from frame 5 (1-based) on, video 02 throughout
+    (root / "data" / "avenue" / "avenue.mat").write_bytes(avenue_mat_bytes([np.array([[5], [13]]),
+                                                                            np.array([[1], [13]])]))
     args = [f"--data_root={root / 'data'}", f"--work_dir={root / 'work'}", "--dataset=avenue",
             f"--consecutive={D}", *RATIOS]
     run = resolve(args)

@@ -1,4 +1,6 @@
 import hashlib
+import io
+import json
 import time
 
 import cv2
@@ -7,11 +9,10 @@ import pytest
 from scipy.io import loadmat
 
 from extra.config import DATASETS
-from extra.datasets import intervals_to_labels, load_ground_truth, scan_split
+from extra.datasets import intervals_from_labels, intervals_to_labels, load_ground_truth, scan_split
 from extra.errors import VPCError, run_main
-from extra.datasets import intervals_from_labels
-from extra.make_demo import (Mover, anomaly_labels, anomaly_schedule, load_manifest, main,
-                             make_demo, mover_mask, plan_video, render_background, render_frame, throw_duration)
+from extra.make_demo import (ANOMALY_KINDS, Mover, anomaly_span, anomaly_tracks, avenue_mat_bytes, load_manifest,
+                             main, make_demo, mover_mask, plan_video, render_background, render_frame, track_labels)
 
 TINY = dict(n_train=2, n_test=4, n_frames=13, width=96, height=64)
 
@@ -55,13 +56,15 @@ def test_layout_reads_back_with_the_reported_labels(tmp_path, dataset):
     assert all(v.n_frames == (12 if dataset == "iitb" else 13) for v in train + test)
     labels = load_ground_truth(settings, tmp_path, test)
     total = 0
-    for index, (video, record) in enumerate(zip(test, manifest["test"])):
+    for video, record in zip(test, manifest["test"]):
         got = labels[video.name]
         assert got.tolist() == record["labels"]
         intervals = np.array(record["intervals"]).T
         assert np.array_equal(intervals_to_labels(intervals, 13), got)
-        assert 0 < got.sum() < 13                            # anomalous and normal frames
-        assert intervals.shape[1] == (2 if index % 2 else 1)  # odd videos: a throw, then the main anomaly
+        # 13 frames: an anomaly of 3 (20-35 %) between normal stretches of 5.
+        assert intervals.T.tolist() == [[6, 8]]
+        tracks = json.loads((tmp_path / dataset / "test_regions" / f"{video.name}.json").read_text())["tracks"]
+        assert [[box[0] for box in track] for track in tracks] == [[5, 6, 7]]
         total += int(got.sum())
     assert manifest["anomalous_frames"] == total
     assert [r["anomalies"][-1]["kind"] for r in manifest["test"]] == ["running", "wrong_way", "object", "thrown"]
@@ -87,12 +90,11 @@ def test_avenue_mat_holds_a_pair_for_one_interval_and_2xK_for_more(tmp_path):
     gt = loadmat(str(tmp_path / "avenue" / "avenue.mat"))["gt"]
     assert gt.shape == (1, 4)
     for entry, record in zip(gt[0], manifest["test"]):
-        intervals = np.array(record["intervals"]).T
-        if intervals.shape[1] == 1:
-            # A plain pair (1-D) as in the real file; MATLAB, hence loadmat, makes it a 1 x 2 row.
-            assert entry.shape == (1, 2) and entry[0].tolist() == intervals[:, 0].tolist()
-        else:
-            assert entry.shape == (2, intervals.shape[1]) and np.array_equal(entry, intervals)
+        # A plain pair (1-D) as in the real file; MATLAB, hence loadmat, makes it a 1 x 2 row.
+        assert entry.shape == (1, 2) and [entry[0].tolist()] == record["intervals"]
+    two = np.array([[3, 20], [9, 25]])
+    (entry,) = loadmat(io.BytesIO(avenue_mat_bytes([two])))["gt"][0]
+    assert np.array_equal(entry, two)
 
 
 def test_anomalous_frame_differs_from_background_where_the_anomaly_is_drawn(tmp_path):
@@ -102,7 +104,8 @@ def test_anomalous_frame_differs_from_background_where_the_anomaly_is_drawn(tmp_
     runner = movers[-1]
     assert runner.kind == "running"
     record = load_manifest(tmp_path / "avenue")["test"][0]
-    t = record["anomalies"][-1]["last"] - 1                  # 0-based, inside the frame for sure
+    first, last = record["anomalies"][-1]["first"] - 1, record["anomalies"][-1]["last"] - 1     # 0-based
+    t = (first + last) // 2                                  # mid-crossing: inside the frame
     frame = cv2.imread(str(tmp_path / "avenue" / "testing" / "frames" / "01" / f"{t:04d}.jpg")).astype(np.int16)
     difference = np.abs(frame - background).mean(axis=2)
     drawn = mover_mask(runner, t, 96, 64) >= 128
@@ -112,34 +115,81 @@ def test_anomalous_frame_differs_from_background_where_the_anomaly_is_drawn(tmp_
     assert difference[drawn].mean() > 40
     assert difference[far_from_movers].mean() < 4             # only JPEG noise elsewhere
     # Frames before the anomaly starts show no anomalous pixels: the label says 0 there.
-    first = record["anomalies"][-1]["first"] - 1
     assert record["labels"][first - 1] == 0 and record["labels"][first] == 1
 
 
-def test_labels_follow_visibility_hand_worked():
+def test_labels_and_boxes_follow_visibility_hand_worked():
     # A ball of radius 3 centred at x = -20 + 4t: its right edge reaches pixel 0 at t = 5
     # (centre 0; at t = 4 the edge is at x = -1); it exists up to frame 9.
     ball = Mover("ball", 0, 9, -20.0, 20.0, 4.0, 0.0, 3.0, ((0, 0, 255),), kind="thrown")
     walker = Mover("ball", 0, 11, 20.0, 20.0, 0.0, 0.0, 3.0, ((0, 255, 0),))      # normal: never labelled
-    labels = anomaly_labels([ball, walker], 12, 40, 40)
+    tracks = anomaly_tracks([ball, walker], 12, 40, 40)
+    # Box of every touched pixel (antialiasing reaches 4 px from the centre), clipped at 0, ends exclusive.
+    assert tracks == [[[t, max(0, 4 * t - 24), 16, 4 * t - 15, 25] for t in range(5, 10)]]
+    labels = track_labels(tracks, 12)
     assert labels.tolist() == [0] * 5 + [1] * 5 + [0] * 2
     assert intervals_from_labels(labels).tolist() == [[6], [10]]
     assert intervals_from_labels([1, 1, 0, 1]).tolist() == [[1, 4], [2, 4]]
     assert intervals_from_labels([0, 0]).shape == (2, 0)
 
 
-@pytest.mark.parametrize("n_frames", [8, 13, 80])
-def test_schedule_leaves_normal_frames_around_and_between_anomalies(n_frames):
+@pytest.mark.parametrize("n_frames", [8, 9, 13, 40, 60, 80, 120, 1000])
+def test_anomaly_span_is_20_to_35_percent_between_normal_stretches(n_frames):
+    shortest, longest = -(-n_frames // 5), 7 * n_frames // 20
+    normal = max(-(-3 * n_frames // 20), 10 if n_frames >= 40 else 0)
     for seed in range(30):
-        rng = np.random.default_rng(seed)
-        for index in range(4):
-            schedule = anomaly_schedule(rng, index, n_frames)
-            starts = [start for _, start in schedule]
-            assert 1 <= starts[0] and starts[-1] <= n_frames - 1
-            if index % 2:               # the throw ends, then at least one normal frame
-                assert schedule[0][0] == "thrown"
-                assert starts[0] + throw_duration(n_frames) < starts[1]
-            assert schedule[-1][0] == ("running", "wrong_way", "object", "thrown")[index]
+        start, length = anomaly_span(np.random.default_rng(seed), n_frames)
+        assert shortest <= length <= longest
+        assert start >= normal and n_frames - start - length >= normal
+
+
+@pytest.mark.parametrize("n_frames", [40, 60, 80, 120])
+@pytest.mark.parametrize("width, height", [(96, 64), (640, 360)])
+def test_rendered_anomalies_follow_the_span_rule(n_frames, width, height):
+    """Labels come from visibility: each video's one anomaly is in view on 20-35 % of its frames,
+    with at least 15 % and 10 normal frames before and after it."""
+    for seed in range(3):
+        for index, kind in enumerate(ANOMALY_KINDS):
+            movers = plan_video(seed, "test", index, n_frames, width, height)
+            assert [m.kind for m in movers if m.anomalous] == [kind]
+            ((first,), (last,)) = intervals_from_labels(track_labels(anomaly_tracks(movers, n_frames, width, height),
+                                                                     n_frames))
+            assert 20 * n_frames <= 100 * (last - first + 1) <= 35 * n_frames
+            assert 100 * min(first - 1, n_frames - last) >= max(15 * n_frames, 1000)
+
+
+def test_default_demo_test_videos_are_mostly_normal():
+    """`make demo`'s four test videos (seed 0, 60 frames, 640 x 360): 12 to 21 anomalous frames each."""
+    for index in range(4):
+        labels = track_labels(anomaly_tracks(plan_video(0, "test", index, 60, 640, 360), 60, 640, 360), 60)
+        assert 12 <= labels.sum() <= 21 and labels[0] == labels[-1] == 0
+
+
+@pytest.mark.parametrize("dataset, as_video_files", [("avenue", False), ("iitb", True)])
+def test_region_tracks_box_exactly_the_visible_anomalous_movers(tmp_path, dataset, as_video_files):
+    make_demo(tmp_path, dataset=dataset, seed=6, n_train=1, n_test=4, n_frames=40, width=160, height=96,
+              as_video_files=as_video_files)
+    settings = DATASETS[dataset]
+    videos = scan_split(settings, tmp_path, "test")
+    labels = load_ground_truth(settings, tmp_path, videos)
+    for index, video in enumerate(videos):
+        tracks = json.loads((tmp_path / dataset / "test_regions" / f"{video.name}.json").read_text())["tracks"]
+        anomalous = [m for m in plan_video(6, "test", index, 40, 160, 96) if m.anomalous]
+        assert len(tracks) == len(anomalous) == 1
+        boxes = [{box[0]: box[1:] for box in track} for track in tracks]
+        for t in range(40):                   # frame t: the t-th file on disk (IITB's unused first one included)
+            masks = [mover_mask(m, t, 160, 96) for m in anomalous]
+            visible = [bool((mask >= 128).any()) for mask in masks]
+            assert [t in b for b in boxes] == visible
+            assert labels[video.name][t] == any(visible)
+            for mask, b in zip(masks, boxes):
+                if t in b:
+                    xmin, ymin, xmax, ymax = b[t]
+                    assert 0 <= xmin < xmax <= 160 and 0 <= ymin < ymax <= 96
+                    inside = np.zeros_like(mask, bool)
+                    inside[ymin:ymax, xmin:xmax] = True
+                    assert not mask[~inside].any()                  # encloses every pixel it touches
+                    assert mask[ymin].any() and mask[ymax - 1].any() and mask[:, xmin].any() and mask[:, xmax - 1].any()
 
 
 def test_video_files_read_back_as_clips(tmp_path):
