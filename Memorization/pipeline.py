@@ -190,8 +190,7 @@ def calibration_of(run, model, backbone, fields, device, rebuilt):
     videos = list_videos(run.context.settings, run.context.data_root, "train", run.method.consecutive)
     extract_split_features(videos, "train", run, backbone)
     calibration = label_free_calibration(model, run, videos, backbone,
-                                         lambda video: read_video_features(run, "train", video.name, fields),
-                                         device, run.false_alarm_rate)
+                                         lambda video: read_video_features(run, "train", video.name, fields), device)
     write_json_record(path, record, calibration)
     return calibration
 

@@ -214,9 +214,11 @@ def donor_crops(pieces, limit=8):
     return donors[:limit]
 
 
-def calibration_sequences(model, pieces, others, backbone, device):
+def calibration_sequences(model, pieces, others, backbone, device, memo=None):
     """({bank: [per-frame scores per sequence]}, [labels per sequence], names): per piece and recipe,
-    the held-out piece scored with its stretch of pseudo-anomalous clips."""
+    the held-out piece scored with its stretch of pseudo-anomalous clips. ``memo`` (a dict) keeps the
+    pseudo-anomalous features for other configurations with the same features (the table runner)."""
+    memo = {} if memo is None else memo
     method, d = model.method, model.method.consecutive
     recipes = RECIPES if backbone is not None else tuple(r for r in RECIPES if r not in ENCODER_RECIPES)
     banks_of = held_out_banks(model.specs, pieces, others, method, device)
@@ -231,8 +233,11 @@ def calibration_sequences(model, pieces, others, backbone, device):
         for r, recipe in enumerate(recipes):
             rng = np.random.default_rng([method.seed, p, r])
             start = int(rng.integers(0, n - length + 1))
-            cook = Recipes(method, backbone, [c for name, c in donors if name != piece.name])
-            altered = [cook(recipe, piece, position, rng) for position in range(start, start + length)]
+            key = (piece.name, recipe, method.local_folder, method.global_folder, method.consecutive, method.seed)
+            if key not in memo:
+                cook = Recipes(method, backbone, [c for name, c in donors if name != piece.name])
+                memo[key] = [cook(recipe, piece, position, rng) for position in range(start, start + length)]
+            altered = memo[key]
             clips = {"local": [lf for lf, _ in altered], "global": [gf for _, gf in altered]}
             for spec in model.specs:
                 frames = normal[spec.name].copy()
@@ -246,8 +251,9 @@ def calibration_sequences(model, pieces, others, backbone, device):
     return per_bank, labels, names, recipes
 
 
-def label_free_calibration(model, run, videos, backbone, read_features, device=None, false_alarm_rate=0.01):
-    """The calibration of ``model`` (a dict, see Memorization.calibration) from the training videos."""
+def label_free_calibration(model, run, videos, backbone, read_features, device=None, memo=None):
+    """The calibration of ``model`` (a dict, see Memorization.calibration) from the training videos,
+    its alarm threshold at ``run.false_alarm_rate``; ``memo``: see ``calibration_sequences``."""
     if len(videos) == 1:
         warn("one training video: the label-free calibration holds out each half of it in turn (a weak "
              "calibration; give several normal videos for a reliable one)")
@@ -256,9 +262,9 @@ def label_free_calibration(model, run, videos, backbone, read_features, device=N
     if min(len(p.clips) for p in pieces) == 0:
         raise VPCError("the label-free calibration needs at least two clips of training video; pass "
                        "--label_free=False to go without it")
-    per_bank, labels, names, recipes = calibration_sequences(model, pieces, others, backbone, device)
+    per_bank, labels, names, recipes = calibration_sequences(model, pieces, others, backbone, device, memo)
     scores = make_video_scores(per_bank, labels, names, {spec.name: spec.stream for spec in model.specs})
     details = {"recipes": list(recipes), "held_out": [p.name for p in pieces], "sequences": len(names),
                "seed": model.method.seed, "fallback": "halves of the only training video" if len(videos) == 1 else None}
-    return calibrate(scores, labels, false_alarm_rate, details)
+    return calibrate(scores, labels, run.false_alarm_rate, details)
 

@@ -33,7 +33,8 @@ from Memorization.features import (
 from Memorization.model import VideoPatchCore
 from Memorization.options import COMPRESSIONS, results_name
 from Memorization.patches import temporal_pooling
-from Memorization.tables import NOT_IN_PAPER, Measured, build_table, format_table, measured_from_results
+from Memorization.pseudo import label_free_calibration
+from Memorization.tables import NOT_IN_PAPER, build_table, format_table, measured_from_results
 
 RANDOM_WARNING = ("> **WARNING: made with random (not pretrained) weights; "
                   "these numbers say nothing about the method.**")
@@ -60,9 +61,10 @@ def configurations_of(tables, base):
     return configurations
 
 
-def configuration_record(method):
-    """Everything a configuration's scores depend on, as JSON reads it back."""
-    return json.loads(json.dumps(asdict(method), sort_keys=True))
+def configuration_record(run):
+    """Everything a configuration's results depend on (but the fixed weights), as JSON reads it back."""
+    record = {**asdict(run.method), "label_free": run.label_free, "false_alarm_rate": run.false_alarm_rate}
+    return json.loads(json.dumps(record, sort_keys=True))
 
 
 def bank_key(spec, method):
@@ -95,7 +97,7 @@ def load_cached(folder, record, weights):
     results = saved.results
     if results["fixed"]["weights"] != asdict(weights):
         results = {**results, "fixed": {"weights": asdict(weights),
-                                        "streams": evaluate_streams(saved.scores, weights)}}
+                                        "streams": evaluate_streams(saved.scores, weights, saved.scores.aligned_labels)}}
     return Entry(results, saved.metadata)
 
 
@@ -154,10 +156,14 @@ def compute(base, missing, encoder):
     fields = backbone_record(backbone)
     made_with = {"backbone": backbone.description, "random_weights": bool(backbone.random_weights),
                  "scoring_device": device_description(device)}
-    memo, entries, todo = {}, {}, list(missing.items())
+    memo, pseudo, entries, todo = {}, {}, {}, list(missing.items())
     for index, (name, run) in enumerate(todo):
         print(f"configuration {index + 1}/{len(todo)}: {name}", flush=True)
         model = VideoPatchCore(run.method, PUBLISHED, memory_banks(data, run, fields, memo), fields)
+        if run.label_free:
+            model.calibration = label_free_calibration(
+                model, run, data.train_videos, backbone,
+                lambda video, run=run: pipeline.read_video_features(run, "train", video.name, fields), device, pseudo)
         entries[name] = score_configuration(data, run, model, device, made_with)
         still_needed = {bank_key(spec, later.method) for _, later in todo[index + 1:] for spec in PUBLISHED}
         for key in set(memo) - still_needed:
@@ -189,8 +195,8 @@ def score_configuration(data, run, model, device, made_with):
         seconds += time.perf_counter() - started
     scores = make_video_scores(per_bank, [data.labels[v.name] for v in data.test_videos],
                                [v.name for v in data.test_videos], {spec.name: spec.stream for spec in model.specs})
-    results = evaluate(scores, run.fixed)
-    metadata = {"record": configuration_record(run.method), **made_with, "scoring_seconds": seconds,
+    results = evaluate(scores, run.fixed, model.calibration or None)
+    metadata = {"record": configuration_record(run), **made_with, "scoring_seconds": seconds,
                 "scored_frames": int(sum(scores.lengths)),
                 "bank_sizes": {name: int(bank.shape[0]) for name, bank in model.banks.items()}}
     folder = data.work.reproduce(run.method.cnl_pool) / results_name(run.method)
@@ -204,7 +210,7 @@ def run_configurations(base, configurations, encoder):
     entries, missing = {}, {}
     for name, run in configurations.items():
         cached = None if base.overwrite else load_cached(work.reproduce(run.method.cnl_pool) / name,
-                                                         configuration_record(run.method), run.fixed)
+                                                         configuration_record(run), run.fixed)
         if cached is None:
             missing[name] = run
         else:
@@ -266,8 +272,10 @@ def table_notes(table, entries, base, timing):
     notes = [RANDOM_WARNING, ""] if any(entry.metadata["random_weights"] for entry in entries) else []
     notes.append(f"AUROC % (frame-level micro) through the published protocol (Memorization.evaluation: fusion "
                  f"weights and smoothing tuned on the test labels, as the paper's tables were made); fixed weights: "
-                 f"a1={weights.a1}, b1={weights.b1}, sigma={weights.sigma} chosen in advance. Paper: the authors' "
-                 f"slides (SPEC 9), {NOT_IN_PAPER} where they report no value.")
+                 f"a1={weights.a1}, b1={weights.b1}, sigma={weights.sigma} chosen in advance"
+                 + ("; label-free: weights, smoothing and per-bank normalisation calibrated on each configuration's "
+                    "training videos alone (Memorization.calibration)" if base.label_free else "")
+                 + f". Paper: the authors' slides (SPEC 9), {NOT_IN_PAPER} where they report no value.")
     ratios = sorted({float(ratio) for ratio in method.ratios.values()})
     ratio_text = (f"coreset ratio {ratios[0]}" if len(ratios) == 1
                   else "coreset ratios " + ", ".join(f"{bank} {ratio}" for bank, ratio in method.ratios.items()))
@@ -292,11 +300,10 @@ def render(table, entries, base, timing):
     measured, used = [], []
     for row in table.rows:
         entry = entries[results_name(configure(base, row.variant).method)]
-        auroc, fixed = measured_from_results(entry.results, row.metric)
         fps = None
         if table.fps:
             fps = entry.metadata["scored_frames"] / (timing[0] + entry.metadata["scoring_seconds"])
-        measured.append(Measured(auroc, fixed, fps))
+        measured.append(measured_from_results(entry.results, row.metric, fps))
         used.append(entry)
     return format_table(table, base.method.dataset, measured, table_notes(table, used, base, timing))
 

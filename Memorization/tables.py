@@ -143,12 +143,16 @@ class Measured:
     auroc: float                    # published protocol, fraction
     fixed: float                    # fixed-weight micro AUROC, fraction
     fps: float = None
+    label_free: float = None        # micro AUROC with the label-free calibration, fraction
 
 
-def measured_from_results(results, metric):
-    """(protocol AUROC, fixed-weight micro AUROC) of ``metric`` from ``evaluation.evaluate``'s results."""
+def measured_from_results(results, metric, fps=None):
+    """Measured values of ``metric`` from ``evaluation.evaluate``'s results: protocol, fixed weights and,
+    when the run was calibrated, label-free micro AUROC."""
     protocol_key, stream = METRICS[metric]
-    return results["protocol"][protocol_key]["auroc"], results["fixed"]["streams"][stream]["micro"]
+    label_free = results.get("label_free", {}).get("streams", {}).get(stream, {}).get("micro")
+    return Measured(results["protocol"][protocol_key]["auroc"], results["fixed"]["streams"][stream]["micro"],
+                    fps, label_free)
 
 
 def _paper_cell(value):
@@ -164,11 +168,16 @@ def format_table(table, dataset, measured, notes=()):
     if table.key == "appendix":
         heading = f"### Appendix table ({DATASET_TITLES[dataset]}): {table.title}"
     columns = [*table.label_columns, "AUROC % measured", "AUROC % paper", "AUROC % fixed weights"]
+    label_free = any(value.label_free is not None for value in measured)
+    if label_free:
+        columns.append("AUROC % label-free")
     if table.fps:
         columns += ["FPS measured", "FPS paper"]
     lines = [heading, "", *notes, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row, value in zip(table.rows, measured):
         cells = [*row.cells, f"{100 * value.auroc:.1f}", _paper_cell(row.paper), f"{100 * value.fixed:.1f}"]
+        if label_free:
+            cells.append("n/a" if value.label_free is None else f"{100 * value.label_free:.1f}")
         if table.fps:
             cells += [f"{value.fps:.1f}", _paper_cell(row.paper_fps)]
         lines.append("| " + " | ".join(cells) + " |")

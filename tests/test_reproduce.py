@@ -71,9 +71,11 @@ def test_every_table_is_printed_with_measured_and_published_values(first_run):
     for caption, header, rows in tables.values():
         assert any(line.startswith("> **WARNING: made with random (not pretrained) weights") for line in caption)
         assert any("through the published protocol (Memorization.evaluation" in line for line in caption)
-        measured, paper, fixed = (header.index(f"AUROC % {name}") for name in ("measured", "paper", "fixed weights"))
+        measured, paper, fixed, free = (header.index(f"AUROC % {name}")
+                                        for name in ("measured", "paper", "fixed weights", "label-free"))
         for row in rows:
             assert 0 <= float(row[measured]) <= 100 and 0 <= float(row[fixed]) <= 100
+            assert 0 <= float(row[free]) <= 100
             assert row[paper] == NOT_IN_PAPER or 50 < float(row[paper]) < 100
     # both columns filled: the paper's value where it has one for Avenue, a dash where it has none
     paper_column = {heading: [row[header.index("AUROC % paper")] for row in rows]
