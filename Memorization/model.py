@@ -21,6 +21,7 @@ from extra.errors import VPCError
 from extra.io import atomic_path
 from extra.store import FileKind, load_tensor, save_tensor
 from Memorization.banks import PUBLISHED, bank_kind, bank_path, bank_record, score_clips, training_patches
+from Memorization.calibration import calibrated_streams
 from Memorization.coreset import Coreset, build_memory_bank
 from Memorization.evaluation import FusionWeights, VideoScores, stream_scores
 from Memorization.options import MethodConfig
@@ -40,11 +41,15 @@ class VideoFeatures:
 
 @dataclass
 class VideoScore:
-    """Per-frame scores of one video: raw, per bank; and the fused streams (each min-maxed over the
-    video) at the model's fusion weights."""
+    """Per-frame scores of one video: raw, per bank; the fused streams; and, with a label-free
+    calibration, the alarm of each frame (total above the calibrated threshold), else None.
+
+    With a calibration the fused streams are its normalised, weighted and smoothed scores, comparable
+    across videos; without one, each is min-maxed over the video at the preset's fixed weights."""
 
     banks: dict
     fused: dict
+    alarms: object = None
 
 
 def memorise(spec, per_video_patches, method, device=None):
@@ -109,18 +114,15 @@ class VideoPatchCore:
                                             device, items)
         return frames
 
-    @property
-    def weights(self):
-        """Fusion weights: the calibration's when it has some, else the preset's fixed ones."""
-        chosen = self.calibration.get("weights")
-        return FusionWeights(**chosen) if chosen else default_weights(self.method)
-
     def score(self, features, device=None, name="video"):
-        """Per-frame scores of one video (VideoFeatures): every bank, and the fused streams."""
+        """Per-frame scores of one video (VideoFeatures): every bank, the fused streams, the alarms."""
         banks = self.score_banks(features, device)
         single = VideoScores([name], {bank: [x] for bank, x in banks.items()},
                              {spec.name: spec.stream for spec in self.specs})
-        return VideoScore(banks, stream_scores(single, self.weights))
+        if not self.calibration:
+            return VideoScore(banks, stream_scores(single, default_weights(self.method)))
+        fused = calibrated_streams(single, self.calibration)
+        return VideoScore(banks, fused, fused["total"] > self.calibration["threshold"] if "total" in fused else None)
 
     # --- files --------------------------------------------------------------------------------------
 

@@ -246,3 +246,34 @@ def test_load_results_missing_file(tmp_path):
 
 def test_weights_chosen_from_a1_and_b1_have_exact_complements():
     assert FusionWeights.chosen(0.7, 0.9, 2) == FusionWeights(0.7, 0.3, 0.9, 0.1, 2)   # 1 - 0.7 is 0.30000000000000004
+
+
+def test_both_macro_conventions_by_hand():
+    from Memorization.evaluation import padded_macro_auroc
+
+    scores = [np.array([0.5, 0.2]), np.array([0.3, 0.4]), np.array([0.9, 0.1, 1.0])]
+    labels = [np.array([1, 0]), np.array([0, 0]), np.array([0, 1, 0])]
+    # with both classes only: video 1 AUROC 1, video 3 AUROC 0 (its anomaly scores lowest), video 2 skipped
+    macro = macro_auroc(scores, labels)
+    assert (macro.auroc, macro.n_videos, macro.n_skipped) == (0.5, 2, 1)
+    # padded with (0, normal) and (1, anomalous): video 1 stays 1; video 2 becomes 1 (the pad beats all);
+    # video 3: positives 0.1 and the pad 1.0 against 0.9, 1.0 and the pad 0: 0.1 beats only 0, the pad
+    # beats 0.9 and 0 and ties 1.0: (1 + 2.5) / 6
+    assert padded_macro_auroc(scores, labels, high=1.0) == pytest.approx((1 + 1 + 3.5 / 6) / 3)
+
+
+def test_labels_aligned_with_the_scored_frames_beside_the_published_cut():
+    # IITB: the first frame has no clip, so 4 scored frames stand for frames 1..4 of 5
+    scores = make_video_scores(published([np.array([0.1, 0.2, 0.9, 0.8])], [np.zeros(4)], [np.zeros(4)]),
+                               [np.array([1, 0, 0, 1, 1])], first_frames=[1])
+    assert scores.labels[0].tolist() == [1, 0, 0, 1]              # published: cut from the start
+    assert scores.aligned_labels[0].tolist() == [0, 0, 1, 1]      # the frames actually scored
+    results = evaluate(scores, FusionWeights(1.0, 0.0, 1.0, 0.0, 0))
+    assert results["labels"] == {"protocol": "cut from the start of each video, as the published code does",
+                                 "fixed": "the frames actually scored"}
+    assert results["fixed"]["streams"]["spatial"]["micro"] == 1.0          # aligned: 0.9, 0.8 are the anomalies
+    # cut: 0.1 and 0.8 are the anomalies, against 0.2 and 0.9: only 0.8 > 0.2 of 4 pairs
+    assert results["protocol"]["streams"]["spatial"]["micro"] == 0.25
+    assert "labels the frames actually scored" in format_results(results)
+    same = make_video_scores(published([np.zeros(4)], [np.zeros(4)], [np.zeros(4)]), [np.array([0, 1, 0, 1, 1])])
+    assert same.aligned is None and same.aligned_labels is same.labels

@@ -31,6 +31,12 @@ METHOD = MethodConfig("avenue", D, C, power_n=2,
                       ratios={"spatial": 0.5, "temporal": 1.0, "highlevel": 0.5, "energy": 1.0})
 
 
+# A label-free calibration as Memorization.calibration writes one (values by hand).
+CALIBRATION = {"weights": {"a1": 0.5, "a2": 0.5, "b1": 0.7, "b2": 0.3, "sigma": 1}, "false_alarm_rate": 0.01,
+               "normalisation": {b: {"low": 0.0, "high": 2.0} for b in ("spatial", "temporal", "highlevel", "energy")},
+               "threshold": 0.4}
+
+
 def synthetic_video(seed, n_clips=4):
     """Features of a video: clip c holds c % 3 objects (the first none: the placeholder)."""
     generator = torch.Generator().manual_seed(seed)
@@ -73,7 +79,7 @@ def test_a_fourth_bank_through_its_spec_alone():
 
 def test_model_file_round_trip_and_fresh_process(tmp_path):
     model = VideoPatchCore(METHOD, (*PUBLISHED, ENERGY), backbone={"backbone": "toy", "random_weights": True},
-                           calibration={"note": "slot for the label-free calibration"})
+                           calibration=CALIBRATION)
     model.fit([synthetic_video(1), synthetic_video(2)], device="cpu")
     path = model.save(tmp_path / "toy.vpc")
     assert not list(tmp_path.glob(".*partial*"))
@@ -95,7 +101,7 @@ from tests.test_model import ENERGY
 model = VideoPatchCore.load({str(path)!r}, specs=(*PUBLISHED, ENERGY))
 score = model.score(VideoFeatures(torch.load({str(tmp_path / 'features.pt')!r})), device="cpu")
 np.savez({str(tmp_path / 'scores.npz')!r}, **{{f"bank_{{k}}": v for k, v in score.banks.items()}},
-         **{{f"fused_{{k}}": v for k, v in score.fused.items()}})
+         **{{f"fused_{{k}}": v for k, v in score.fused.items()}}, alarms=score.alarms)
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -104,7 +110,11 @@ np.savez({str(tmp_path / 'scores.npz')!r}, **{{f"bank_{{k}}": v for k, v in scor
             assert np.array_equal(again[f"bank_{name}"], frames)
         for name, frames in expected.fused.items():
             assert np.array_equal(again[f"fused_{name}"], frames)
+        assert np.array_equal(again["alarms"], expected.alarms)
     assert set(expected.fused) == {"spatial", "temporal", "local", "highlevel", "energy", "total"}
+    # calibrated: the total is 0.7 x the smoothed local plus 0.3 x the smoothed global, no min-max
+    np.testing.assert_array_equal(expected.alarms, expected.fused["total"] > 0.4)
+    assert expected.fused["total"].max() != 1.0
 
 
 def test_damaged_or_foreign_model_files_are_refused_in_one_line(tmp_path):
