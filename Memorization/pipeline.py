@@ -171,7 +171,7 @@ def calibration_path(run):
     return STREAMS["local"].directory(work_of(run), run.method) / f"calibration_{results_name(run.method)}.json"
 
 
-def calibration_of(run, model, backbone, fields, device, rebuilt):
+def calibration_of(run, model, backbone, fields, rebuilt):
     """The model's label-free calibration: reused when saved for the same banks and settings, else made
     from the training videos (Memorization.pseudo) and saved; None (with a warning) when it cannot be
     made because the encoder is not loaded."""
@@ -190,7 +190,7 @@ def calibration_of(run, model, backbone, fields, device, rebuilt):
     videos = list_videos(run.context.settings, run.context.data_root, "train", run.method.consecutive)
     extract_split_features(videos, "train", run, backbone)
     calibration = label_free_calibration(model, run, videos, backbone,
-                                         lambda video: read_video_features(run, "train", video.name, fields), device)
+                                         lambda video: read_video_features(run, "train", video.name, fields))
     write_json_record(path, record, calibration)
     return calibration
 
@@ -210,7 +210,7 @@ def _run_memorization(run, work):
     backbone = load_backbone_for(run, device) if run.save_feature or run.save_memory else None
     fields = backbone_record(backbone) if backbone is not None else reused_backbone(run, test_videos)
     model, rebuilt = memory_of(run, backbone, fields, device)
-    calibration = calibration_of(run, model, backbone, fields, device, rebuilt) if run.label_free else None
+    calibration = calibration_of(run, model, backbone, fields, rebuilt) if run.label_free else None
     model.calibration = calibration or {}
     model_file = work.model(results_name(method))
     if backbone is not None and (rebuilt or calibration is not None or not model_file.is_file()):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from extra.device import default_device
 from extra.errors import VPCError, warn
 from extra.progress import progress
 from extra.store import is_empty_clip, open_clip_file
@@ -92,18 +93,25 @@ def held_out_banks(specs, pieces, others, method, device):
     """For each piece, {bank: the bank of every other training video} (LOO), built as the model builds
     its banks; ``others``: the features of training videos that are never held out."""
     banks = [dict() for _ in pieces]
+
+    def joined(parts, i):
+        rows = [part for j, part in enumerate(parts) if j != i and part.shape[0]]
+        if not rows:
+            raise VPCError(f"the label-free calibration cannot hold out {pieces[i].name}: the other training "
+                           f"videos give no {spec.name} patches (no objects?); pass --label_free=False")
+        return torch.cat(rows)
+
     for spec in specs:
         patches = [training_patches(spec, p.features.clips[spec.stream], method) for p in pieces]
         rest = [training_patches(spec, f.clips[spec.stream], method) for f in others]
         if method.bank_order == "subsample_then_concat":
             kept = per_piece_coresets(spec, patches + rest, method, device)
             for i in range(len(pieces)):
-                banks[i][spec.name] = torch.cat([k for j, k in enumerate(kept) if j != i and k.shape[0]])
+                banks[i][spec.name] = joined(kept, i)
         else:
             for i in range(len(pieces)):
-                pool = torch.cat([p for j, p in enumerate(patches + rest) if j != i and p.shape[0]])
-                banks[i][spec.name] = subsample(pool, method.ratios[spec.name], method.random_projection,
-                                                method.eps_coreset, method.seed, device)
+                banks[i][spec.name] = subsample(joined(patches + rest, i), method.ratios[spec.name],
+                                                method.random_projection, method.eps_coreset, method.seed, device)
     return banks
 
 
@@ -251,9 +259,10 @@ def calibration_sequences(model, pieces, others, backbone, device, memo=None):
     return per_bank, labels, names, recipes
 
 
-def label_free_calibration(model, run, videos, backbone, read_features, device=None, memo=None):
+def label_free_calibration(model, run, videos, backbone, read_features, memo=None):
     """The calibration of ``model`` (a dict, see Memorization.calibration) from the training videos,
-    its alarm threshold at ``run.false_alarm_rate``; ``memo``: see ``calibration_sequences``."""
+    its alarm threshold at ``run.false_alarm_rate``; ``memo``: see ``calibration_sequences``. Runs
+    where the encoder does (CUDA when present)."""
     if len(videos) == 1:
         warn("one training video: the label-free calibration holds out each half of it in turn (a weak "
              "calibration; give several normal videos for a reliable one)")
@@ -262,6 +271,7 @@ def label_free_calibration(model, run, videos, backbone, read_features, device=N
     if min(len(p.clips) for p in pieces) == 0:
         raise VPCError("the label-free calibration needs at least two clips of training video; pass "
                        "--label_free=False to go without it")
+    device = backbone.device if backbone is not None else default_device()
     per_bank, labels, names, recipes = calibration_sequences(model, pieces, others, backbone, device, memo)
     scores = make_video_scores(per_bank, labels, names, {spec.name: spec.stream for spec in model.specs})
     details = {"recipes": list(recipes), "held_out": [p.name for p in pieces], "sequences": len(names),

@@ -163,7 +163,7 @@ def compute(base, missing, encoder):
         if run.label_free:
             model.calibration = label_free_calibration(
                 model, run, data.train_videos, backbone,
-                lambda video, run=run: pipeline.read_video_features(run, "train", video.name, fields), device, pseudo)
+                lambda video, run=run: pipeline.read_video_features(run, "train", video.name, fields), pseudo)
         entries[name] = score_configuration(data, run, model, device, made_with)
         still_needed = {bank_key(spec, later.method) for _, later in todo[index + 1:] for spec in PUBLISHED}
         for key in set(memo) - still_needed:

@@ -151,3 +151,17 @@ def test_scrambled_test_labels_leave_the_calibration_unchanged(stage, tmp_path, 
     assert second["weights"] == first["weights"] and second["threshold"] == first["threshold"]
     assert first["calibration"]["recipes"] == ["reverse", "freeze", "skip", "paste", "shuffle", "swap"]
     assert first["calibration"]["held_out"] == ["01", "02"] and first["calibration"]["sequences"] == 12
+
+
+def test_one_training_video_holds_out_its_halves_and_says_so(stage, tmp_path, capsys):
+    root, args = stage
+    data, work = tmp_path / "data", tmp_path / "work"
+    shutil.copytree(root / "data", data)
+    shutil.rmtree(data / "avenue" / "training" / "frames" / "02")
+    shutil.copytree(root / "work" / "objects", work / "objects")
+    flags = [a for a in args if not a.startswith("--data_root")] + [f"--data_root={data}", f"--work_dir={work}"]
+    assert run_stage(flags + ["--bank_order=concat_then_subsample"]) == 0
+    assert "one training video: the label-free calibration holds out each half of it" in capsys.readouterr().err
+    calibration = results_of(work)["label_free"]["calibration"]
+    assert calibration["fallback"] == "halves of the only training video"
+    assert calibration["held_out"] == ["01 (half 1)", "01 (half 2)"] and calibration["sequences"] == 12
