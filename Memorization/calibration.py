@@ -13,7 +13,8 @@ without them, with pseudo-anomalous clips spliced in):
 - **weights and smoothing**: chosen on the calibration sequences over the published grid (sigma
   0..19, weights 1.0 down to 0.0), first a1 on the local score, then b1 and sigma on the total, the
   first best kept, as the published search does it on the test set;
-- **alarm threshold**: the (1 - false-alarm rate) quantile of the total over normal held-out frames.
+- **alarm threshold**: the (1 - false-alarm rate) quantile of the total over normal held-out frames;
+  ``clip_threshold`` is the same for the unsmoothed total, which scoring clip by clip uses.
 
 A calibration is plain JSON: it travels in the model file and beside the memory banks.
 """
@@ -40,6 +41,13 @@ def normalisation(scores, labels):
 
 def normalised(x, scale):
     return (np.asarray(x, dtype=np.float64) - scale["low"]) / (scale["high"] - scale["low"])
+
+
+def calibrated_local(spatial, temporal, calibration):
+    """a1 S_n + a2 T_n, unsmoothed, of any spatial and temporal scores (frames, or objects)."""
+    weights, scales = calibration["weights"], calibration["normalisation"]
+    return (weights["a1"] * normalised(spatial, scales[LOCAL_FUSION[0]])
+            + weights["a2"] * normalised(temporal, scales[LOCAL_FUSION[1]]))
 
 
 def per_video(vectors, sigma):
@@ -96,11 +104,20 @@ def calibrate(scores, labels, false_alarm_rate=DEFAULT_FALSE_ALARM_RATE, details
     weights = choose_weights(scores, labels, scales)
     calibration = {"weights": weights.__dict__.copy(), "normalisation": scales,
                    "false_alarm_rate": false_alarm_rate, **(details or {})}
-    total = calibrated_streams(scores, calibration)["total"]
     normal = np.concatenate(labels) == 0
+    total = calibrated_streams(scores, calibration)["total"]
     calibration["threshold"] = float(np.quantile(total[normal], 1 - false_alarm_rate))
     calibration["separation_auroc"] = micro_auroc(total, np.concatenate(labels))
+    # Clip by clip (live) there are no future frames to smooth with: the same fusion unsmoothed, and
+    # its own threshold at the same false-alarm rate.
+    total = calibrated_streams(scores, unsmoothed(calibration))["total"]
+    calibration["clip_threshold"] = float(np.quantile(total[normal], 1 - false_alarm_rate))
     return calibration
+
+
+def unsmoothed(calibration):
+    """The calibration with its smoothing set to none (what clip-by-clip scoring can apply)."""
+    return {**calibration, "weights": {**calibration["weights"], "sigma": 0}}
 
 
 def label_free_results(scores, calibration):

@@ -3,7 +3,7 @@
 Shared by the stage's commands (run.py, reproduce.py, figures.py); cheap to import, so a mistyped
 flag or a missing folder is reported before any model code loads.
 """
-from extra.cli import add_bool_flag, base_parser, resolve_context
+from extra.cli import OneLineErrorParser, add_bool_flag, base_parser, resolve_context
 from extra.errors import VPCError
 from Memorization.evaluation import FusionWeights
 from Memorization.options import (
@@ -109,3 +109,48 @@ def resolve_run(args):
                            save_feature=args.save_feature, save_memory=args.save_memory, overwrite=args.overwrite,
                            verify=getattr(args, "verify", False), label_free=args.label_free,
                            false_alarm_rate=args.false_alarm_rate)
+
+
+def footage_parser(description):
+    """fit.py's command line: the inputs, the model file, a preset and every method flag."""
+    from extra.config import PRESETS
+    from ObjectDetection.detectors import DETECTORS
+
+    parser = OneLineErrorParser(description=description)
+    parser.add_argument("inputs", nargs="+", help="normal footage: video files, frame folders, or folders of them")
+    parser.add_argument("--out", required=True, help="the model file to write (.vpc)")
+    parser.add_argument("--preset", default="general", choices=PRESETS,
+                        help="per-dataset defaults of every setting (default general: the ShanghaiTech numbers)")
+    parser.add_argument("--detector", default="yolov5", choices=DETECTORS,
+                        help="yolov5 (weights: yolo_weights in extra/config.py), or motion / hog, needing none")
+    parser.add_argument("--consecutive", type=int, default=None, help="frames per clip (default: the preset's)")
+    parser.add_argument("--work_dir", default=None,
+                        help="intermediate files (default: $VPC_WORK_DIR, then extra/config.py), under footage/<model>")
+    add_method_arguments(parser)
+    add_backbone_arguments(parser)
+    parser.add_argument("--false_alarm_rate", type=float, default=0.01,
+                        help="share of normal training frames above the alarm threshold (default 0.01)")
+    add_bool_flag(parser, "--overwrite", False, "redo the intermediate files even when saved ones match")
+    add_bool_flag(parser, "--verify", False, "read every reused intermediate file whole and check it first")
+    return parser
+
+
+def resolve_footage_run(args):
+    """The MemorizationRun of fit.py: the preset's settings, the flags, a working folder of the model's own."""
+    from pathlib import Path
+
+    from extra import config
+    from extra.cli import RunContext, resolve_path
+    from extra.config import PRESETS
+
+    settings = PRESETS[args.preset]
+    consecutive = settings.consecutive if args.consecutive is None else args.consecutive
+    if consecutive < 3:
+        raise VPCError(f"--consecutive must be at least 3 (the high-level patches need it), got {consecutive}")
+    if not 0 < args.false_alarm_rate < 1:
+        raise VPCError(f"--false_alarm_rate must lie between 0 and 1, got {args.false_alarm_rate}")
+    work_dir = resolve_path(args.work_dir, "VPC_WORK_DIR", config.work_dir) / "footage" / Path(args.out).stem
+    context = RunContext(settings=settings, consecutive=consecutive, data_root=None, work_dir=work_dir)
+    return MemorizationRun(context=context, method=method_from_args(args, context),
+                           fixed=FusionWeights.chosen(settings.fixed_a1, settings.fixed_b1, settings.fixed_sigma),
+                           overwrite=args.overwrite, verify=args.verify, false_alarm_rate=args.false_alarm_rate)

@@ -20,9 +20,9 @@ from extra.provenance import read_json_record, write_json_record
 from extra.store import is_empty_clip, open_clip_file, read_clip_file
 from extra.workdir import WorkDir
 from Memorization.banks import PUBLISHED, STREAMS, bank_path, streams_of
-from Memorization.calibration import normalised
+from Memorization.calibration import calibrated_local
 from Memorization.evaluation import (
-    LOCAL_FUSION, RESULTS_FILE, SCORES_FILE, FusionWeights, evaluate, format_results, fused_per_video,
+    LOCAL_FUSION, RESULTS_FILE, SCORES_FILE, evaluate, format_results, fused_per_video,
     make_video_scores, save_results,
 )
 from Memorization.features import backbone_record, extract_split_features, feature_record
@@ -95,11 +95,10 @@ def region_ground_truth(run, videos):
 
 def object_score(scores, weights, calibration):
     """One score per object from its spatial and temporal scores: a1 S + a2 T, normalised per bank
-    by the label-free calibration when there is one, raw otherwise."""
+    with the label-free calibration's weights when there is one, raw with ``weights`` otherwise."""
     spatial, temporal = (np.asarray(scores[bank], dtype=np.float64) for bank in LOCAL_FUSION)
     if calibration:
-        scales = calibration["normalisation"]
-        spatial, temporal = normalised(spatial, scales["spatial"]), normalised(temporal, scales["temporal"])
+        return calibrated_local(spatial, temporal, calibration)
     return weights.a1 * spatial + weights.a2 * temporal
 
 
@@ -224,8 +223,7 @@ def _run_memorization(run, work):
                                {spec.name: spec.stream for spec in model.specs},
                                [v.first_frame for v in test_videos])
     results = evaluate(scores, run.fixed, calibration)
-    regions = region_results(run, test_videos, objects,
-                             FusionWeights(**calibration["weights"]) if calibration else run.fixed, calibration)
+    regions = region_results(run, test_videos, objects, run.fixed, calibration)
     if regions is not None:
         results["regions"] = regions
     metadata = {**asdict(method), "save_feature": run.save_feature, "save_memory": run.save_memory,

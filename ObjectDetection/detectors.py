@@ -1,8 +1,10 @@
 """Detectors that find the objects of each clip's key frame.
 
-Every detector has ``description`` (recorded with its results) and ``detect_video(video, d)``,
-a generator of one float64 array (k, 6) of ``[xmin, ymin, xmax, ymax, conf, cls]`` rows per clip,
-in clip order, in the key frame's pixel coordinates. Class and confidence filtering, expansion and
+Every detector has ``description`` (recorded with its results), ``detect_video(video, d)``, a
+generator of one float64 array (k, 6) of ``[xmin, ymin, xmax, ymax, conf, cls]`` rows per clip, in
+clip order, in the key frame's pixel coordinates, and ``stream(d)``: the same clip by clip as frames
+arrive (``push(frames)`` returns the detections known so far, ``finish()`` the rest), for live
+sources; a video's detections are the same either way. Class and confidence filtering, expansion and
 squaring happen afterwards, the same for all (ObjectDetection.boxes).
 
 - ``yolov5``: YOLOv5 through the ``yolov5`` package (the paper: YOLOv5-L on COCO).
@@ -186,6 +188,14 @@ class YoloDetector:
             for detections in results.xyxy:
                 yield detections.cpu().numpy().astype(np.float64)
 
+    def detect(self, frame):
+        """Detections of one BGR frame."""
+        results = self.model([np.ascontiguousarray(frame[:, :, ::-1])], size=YOLO_INPUT_SIZE)
+        return results.xyxy[0].cpu().numpy().astype(np.float64)
+
+    def stream(self, consecutive):
+        return KeyFrameStream(self.detect, consecutive)
+
 
 def yolo_description(weights):
     """How YOLO results are labelled in the files' settings record: the checkpoint's file name."""
@@ -239,19 +249,52 @@ class MotionDetector:
         return subtractor
 
     def detect_video(self, video, consecutive):
-        subtractor = self._subtractor()
-        warmup_clips = min(video.n_clips(consecutive), math.ceil(self.history / consecutive))
-        for _, frames in video.iter_clips(consecutive, range(warmup_clips)):
-            for frame in frames:
-                subtractor.apply(frame)
-        offset = key_frame_offset(consecutive)
+        stream = self.stream(consecutive)
         for _, frames in video.iter_clips(consecutive):
-            for position, frame in enumerate(frames):
-                mask = subtractor.apply(frame)
-                if position == offset:
-                    min_area = max(self.min_area, self.min_area_fraction * mask.size)
-                    detections = moving_blobs(mask, min_area)
-            yield detections
+            yield from stream.push(frames)
+        yield from stream.finish()
+
+    def stream(self, consecutive):
+        return MotionStream(self, consecutive)
+
+
+class MotionStream:
+    """The motion detector clip by clip, as frames arrive: the first clips are held until the
+    warm-up's ``history`` frames have come (or the source ends), the model learns them, then they
+    are replayed; so a video's detections are those of ``MotionDetector.detect_video``."""
+
+    def __init__(self, detector, consecutive):
+        self.detector, self.consecutive = detector, consecutive
+        self.subtractor = detector._subtractor()
+        self.waiting = []
+        self.warm_clips = math.ceil(detector.history / consecutive)
+        self.warm = False
+
+    def _detect(self, frames):
+        offset = key_frame_offset(self.consecutive)
+        for position, frame in enumerate(frames):
+            mask = self.subtractor.apply(frame)
+            if position == offset:
+                detections = moving_blobs(mask, max(self.detector.min_area, self.detector.min_area_fraction * mask.size))
+        return detections
+
+    def _warm_up(self):
+        for frames in self.waiting:
+            for frame in frames:
+                self.subtractor.apply(frame)
+        self.warm, held, self.waiting = True, self.waiting, []
+        return [self._detect(frames) for frames in held]
+
+    def push(self, frames):
+        """The detections now known, in clip order (none while the warm-up is still filling)."""
+        if self.warm:
+            return [self._detect(frames)]
+        self.waiting.append(list(frames))
+        return self._warm_up() if len(self.waiting) >= self.warm_clips else []
+
+    def finish(self):
+        """The detections of the clips still held when the source ends."""
+        return [] if self.warm or not self.waiting else self._warm_up()
 
 
 # --- HOG --------------------------------------------------------------------------------------------
@@ -297,6 +340,22 @@ class HogDetector:
     def detect_video(self, video, consecutive):
         for frame in key_frames(video, consecutive):
             yield self.detect(frame)
+
+    def stream(self, consecutive):
+        return KeyFrameStream(self.detect, consecutive)
+
+
+class KeyFrameStream:
+    """A detector of key frames clip by clip: each clip's detections as soon as it is pushed."""
+
+    def __init__(self, detect, consecutive):
+        self.detect, self.offset = detect, key_frame_offset(consecutive)
+
+    def push(self, frames):
+        return [self.detect(frames[self.offset])]
+
+    def finish(self):
+        return []
 
 
 OFFLINE_DETECTORS = {"motion": MotionDetector, "hog": HogDetector}

@@ -7,7 +7,7 @@ flags of either stage override both, so a run never requires editing code.
 Every number in ``DATASETS`` comes from the published code (see ../shared/SPEC.md); change
 them only to run a variant of the method.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +74,11 @@ DATASETS = {
         cnl_pool=64, coreset_ratio=0.1, power_n=1,
     ),
 }
+
+# Presets of the own-footage commands (fit.py, score.py): the three datasets' settings, and
+# "general", the ShanghaiTech numbers (13 scenes, the most varied benchmark) for any other camera.
+# The folder fields play no part there, and boxes are clipped to each video's own frame size.
+PRESETS = {**DATASETS, "general": replace(DATASETS["shanghai"], name="general")}
 
 # Object detector weights: a YOLOv5 release name (looked up in, or downloaded to, torch's hub
 # cache) or a local checkpoint file. The paper uses YOLOv5-L.

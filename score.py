@@ -1,0 +1,55 @@
+"""Score footage with a model file: video files, frame folders, or a live source, clip by clip.
+
+    python score.py camera.vpc clip1.mp4 frames_folder/ --out_dir scores --detector motion
+    python score.py camera.vpc rtsp://camera/stream        (or a camera index: 0; a file with --live)
+
+Writes per input <out_dir>/<name>.csv (frame, timestamp, spatial, temporal, highlevel, fused, alarm),
+<name>_alarms.json (alarm intervals, from the model's label-free threshold) and, with --video_out,
+<name>.mp4 (objects coloured by their score, a score strip, alarms framed in red). --gt adds the
+AUROC against labels in any supported format (a .npy per-frame vector, or an avenue.mat entry).
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from extra.cli import OneLineErrorParser, add_bool_flag  # noqa: E402
+from extra.errors import VPCError, run_main  # noqa: E402
+
+
+def build_parser():
+    from ObjectDetection.detectors import DETECTORS
+
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a model file written by fit.py (or by Memorization/run.py)")
+    parser.add_argument("inputs", nargs="+", help="video files, frame folders, a camera index, or a stream URL")
+    parser.add_argument("--out_dir", default="scores", help="where the CSV, JSON and MP4 files go (default scores/)")
+    parser.add_argument("--detector", default="yolov5", choices=DETECTORS, help="as fit.py (default yolov5)")
+    add_bool_flag(parser, "--live", False, "play video files at their frame rate, as a live source")
+    add_bool_flag(parser, "--video_out", False, "also write an annotated MP4 per input")
+    parser.add_argument("--gt", default=None, help="ground truth of a single input: .npy labels or an avenue.mat")
+    parser.add_argument("--gt_video", type=int, default=1, help="which entry of the avenue.mat (1-based, default 1)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.gt and len(args.inputs) != 1:
+        raise VPCError("--gt goes with a single input")
+    from extra.sources import ClipReader
+    from Memorization.footage import FootageScorer, ground_truth_labels, score_source
+    from Memorization.model import VideoPatchCore
+
+    model = VideoPatchCore.load(args.model)
+    labels = ground_truth_labels(args.gt, args.gt_video) if args.gt else None
+    readers = [ClipReader(source, model.method.consecutive, args.live) for source in args.inputs]
+    scorer = FootageScorer(model, args.detector)
+    for reader in readers:
+        summary = score_source(scorer, reader, Path(args.out_dir), args.video_out, labels)
+        print(summary.line(), flush=True)
+    print(f"results in {args.out_dir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

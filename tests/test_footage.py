@@ -1,0 +1,187 @@
+"""Own footage: fit.py on normal .mp4 files with any names, score.py on an unlabelled video, live
+sources, and what happens when a source stops or is damaged."""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from scipy.io import loadmat
+
+from extra.datasets import open_video
+from extra.make_demo import make_demo
+from extra.sources import ClipReader, footage_videos
+from Memorization.footage import CSV_COLUMNS, alarm_intervals
+from tests.helpers import small_random_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent
+D = 4
+NAMES = ("cam 1 morning", "zz_2", "Lobby 3 east")     # any names; in the datasets' order by their integers
+
+
+def to_mp4(source, path, frames=None):
+    """A video (file or frames) written again as .mp4 (mp4v), optionally only its first ``frames``."""
+    video = open_video(source)
+    images = video.frames_at(range(video.n_raw_frames if frames is None else frames))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, images[0].shape[1::-1])
+    for image in images:
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def command(script, *args):
+    return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO, capture_output=True, text=True)
+
+
+def one_error_line(result, pattern):
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and result.stderr.splitlines()[-1] == errors[0], result.stderr
+    assert __import__("re").search(pattern, errors[0]), errors[0]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """Normal .mp4 files with arbitrary names, a model fitted on them, a test video and its labels."""
+    root = tmp_path_factory.mktemp("footage")
+    data = make_demo(root / "data", "avenue", seed=0, n_train=3, n_test=1, n_frames=40, width=160, height=96)
+    normal = root / "normal"
+    normal.mkdir()
+    for path, name in zip(sorted((data / "training" / "frames").iterdir()), NAMES):
+        to_mp4(path, normal / f"{name}.mp4")
+    test = to_mp4(data / "testing" / "frames" / "01", root / "street.mp4")
+    labels = np.zeros(40, np.uint8)
+    start, end = np.asarray(loadmat(str(data / "avenue.mat"))["gt"][0, 0]).ravel()
+    labels[start - 1:end] = 1
+    weights = small_random_checkpoint(root / "small.pt")
+    model = root / "camera.vpc"
+    result = command("fit.py", normal, "--out", model, "--detector", "motion", "--preset", "avenue",
+                     f"--consecutive={D}", f"--clip_weights={weights}", f"--work_dir={root / 'work'}")
+    assert result.returncode == 0, result.stderr
+    return root, model, test, labels, result.stdout
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def test_fit_on_mp4_files_with_any_names(fitted):
+    root, model, _, _, printed = fitted
+    assert [v.name for v in footage_videos([root / "normal"])] == list(NAMES)
+    assert f"model: {model} (3 normal videos" in printed and "alarm threshold" in printed
+    assert (root / "work" / "footage" / "camera" / "objects" / "avenue" / "train" / "zz_2_object_batches.h5").is_file()
+    from Memorization.model import VideoPatchCore
+
+    loaded = VideoPatchCore.load(model)
+    assert loaded.calibration["held_out"] == list(NAMES) and loaded.calibration["clip_threshold"] > 0
+    # a rerun reuses every intermediate file and writes the same model
+    again = command("fit.py", root / "normal", "--out", root / "again.vpc", "--detector", "motion", "--preset", "avenue",
+                    f"--consecutive={D}", f"--clip_weights={root / 'small.pt'}", f"--work_dir={root / 'work'}")
+    assert again.returncode == 0, again.stderr
+    assert "objects: 3/3 done" in again.stdout
+    reloaded = VideoPatchCore.load(root / "again.vpc")
+    assert all((reloaded.banks[b] == loaded.banks[b]).all() for b in loaded.banks)
+
+
+def test_score_an_unlabelled_video(fitted, tmp_path):
+    root, model, test, labels, _ = fitted
+    result = command("score.py", model, test, "--detector", "motion", "--out_dir", tmp_path, "--video_out")
+    assert result.returncode == 0, result.stderr
+    header, rows = read_csv(tmp_path / "street.csv")
+    assert tuple(header) == CSV_COLUMNS and len(rows) == 40            # 10 clips of 4 frames
+    assert [int(r[0]) for r in rows] == list(range(40)) and float(rows[5][1]) == pytest.approx(5 / 25)
+    alarms = np.array([int(r[6]) for r in rows])
+    anomalous = np.flatnonzero(labels)
+    # the alarms lie in the generated anomaly (give or take a clip), and it raises some
+    assert alarms.any() and np.flatnonzero(alarms).min() >= anomalous.min() - D
+    assert np.flatnonzero(alarms).max() <= anomalous.max() + D
+    intervals = json.loads((tmp_path / "street_alarms.json").read_text())
+    assert intervals["frames_scored"] == 40
+    expected = alarm_intervals(list(range(40)), [i / 25 for i in range(40)], alarms,
+                               np.array([float(r[5]) for r in rows]))      # the CSV keeps 6 digits
+    assert intervals["alarm_intervals"] == [{**e, "peak": pytest.approx(e["peak"], rel=1e-5)} for e in expected]
+    capture = cv2.VideoCapture(str(tmp_path / "street.mp4"))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 40 and capture.get(cv2.CAP_PROP_FRAME_HEIGHT) == 96 + 40
+    assert "street: 40 frames scored" in result.stdout and "ms mean" in result.stdout
+    # with the ground truth: the AUROC too
+    np.save(tmp_path / "labels.npy", labels)
+    graded = command("score.py", model, test, "--detector", "motion", "--out_dir", tmp_path / "gt",
+                     "--gt", tmp_path / "labels.npy")
+    assert graded.returncode == 0
+    auroc = float(graded.stdout.split("; AUROC ")[1].split("%")[0])
+    assert auroc > 80                    # random weights, yet the generated anomaly stands out
+
+
+def test_live_file_gives_the_offline_scores(fitted, tmp_path):
+    root, model, test, _, _ = fitted
+    offline = command("score.py", model, test, "--detector", "motion", "--out_dir", tmp_path / "offline")
+    live = command("score.py", model, test, "--detector", "motion", "--out_dir", tmp_path / "live", "--live")
+    assert offline.returncode == live.returncode == 0, live.stderr
+    assert (tmp_path / "live" / "street.csv").read_bytes() == (tmp_path / "offline" / "street.csv").read_bytes()
+    assert "the source ended after 40 frames" in live.stdout
+
+
+def test_a_source_that_ends_mid_clip_or_breaks(fitted, tmp_path):
+    root, model, test, _, _ = fitted
+    short = to_mp4(test, tmp_path / "short.mp4", frames=30)                 # 7 clips and 2 frames
+    result = command("score.py", model, short, "--detector", "motion", "--out_dir", tmp_path, "--live")
+    assert result.returncode == 0
+    assert "after 30 frames; the last 2, fewer than a clip of 4, are not scored" in result.stdout
+    assert len(read_csv(tmp_path / "short.csv")[1]) == 28
+    # frames that cannot be read in the middle: one line, and the clips before it kept as whole rows
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, image in enumerate(open_video(test).frames_at(range(40))):
+        cv2.imwrite(str(frames / f"{i:03d}.jpg"), image)
+    (frames / "021.jpg").write_bytes(b"not a jpeg")
+    broken = command("score.py", model, frames, "--detector", "motion", "--out_dir", tmp_path)
+    one_error_line(broken, r"cannot read frame .*021\.jpg")
+    header, rows = read_csv(tmp_path / "frames.csv")
+    assert tuple(header) == CSV_COLUMNS and len(rows) == 20 and all(len(row) == len(CSV_COLUMNS) for row in rows)
+    assert json.loads((tmp_path / "frames_alarms.json").read_text())["frames_scored"] == 20
+    one_error_line(command("score.py", model, "7", "--detector", "motion", "--out_dir", tmp_path),
+                   r"cannot open the source 7")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    one_error_line(command("score.py", model, bad, "--detector", "motion", "--out_dir", tmp_path),
+                   r"cannot open video file .*bad\.mp4")
+
+
+def test_model_files_that_score_py_refuses(fitted, tmp_path):
+    root, model, test, _, _ = fitted
+    cut = tmp_path / "cut.vpc"
+    cut.write_bytes(model.read_bytes()[:1000])
+    one_error_line(command("score.py", cut, test, "--out_dir", tmp_path), r"cut\.vpc is not a readable model file")
+    one_error_line(command("score.py", model, tmp_path / "absent.mp4", "--out_dir", tmp_path),
+                   r"video not found: .*absent\.mp4")
+
+
+def test_one_normal_video_uses_the_documented_fallback(fitted, tmp_path):
+    root, *_ = fitted
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(root / "normal" / "zz_2.mp4", one / "only.mp4")
+    result = command("fit.py", one, "--out", tmp_path / "one.vpc", "--detector", "motion", "--preset", "avenue",
+                     f"--consecutive={D}", f"--clip_weights={root / 'small.pt'}", f"--work_dir={tmp_path / 'work'}")
+    assert result.returncode == 0, result.stderr
+    assert "one training video: the label-free calibration holds out each half of it" in result.stderr
+    assert "halves of the only training video" in result.stdout
+
+
+def test_clip_reader_names_and_notes(tmp_path):
+    frames = tmp_path / "cam 3"
+    frames.mkdir()
+    for i in range(9):
+        cv2.imwrite(str(frames / f"{i}.png"), np.full((8, 8, 3), i, np.uint8))
+    reader = ClipReader(frames, 4)
+    clips = list(reader)
+    assert reader.name == "cam 3" and [c.first_frame for c in clips] == [0, 4]
+    assert clips[1].timestamps == [4 / 25, 5 / 25, 6 / 25, 7 / 25]
+    assert reader.note == "the last 1 frames, fewer than a clip of 4, are not scored"
