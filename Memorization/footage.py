@@ -184,7 +184,7 @@ class ScoreWriter:
         self.rows = csv.writer(self.file)
         self.rows.writerow(CSV_COLUMNS)
         self.fps, self.frames, self.stamps, self.fused, self.alarms = fps, [], [], [], []
-        self.video = None
+        self.video, self.top = None, 1e-9          # the MP4 writer; the highest fused score so far
 
     def add(self, result):
         clip = result.clip
@@ -197,6 +197,7 @@ class ScoreWriter:
             self.stamps.append(clip.timestamps[t])
             self.fused.append(float(result.fused[t]))
             self.alarms.append(bool(result.alarms[t]))
+            self.top = max(self.top, self.fused[-1])
             if self.video_path is not None:
                 self._draw(frame, result, t)
         self.file.flush()
@@ -211,7 +212,7 @@ class ScoreWriter:
                                          (width, height + strip))
         canvas = np.zeros((height + strip, width, 3), np.uint8)
         canvas[:height] = frame
-        top = max(max(self.fused), 1e-9)
+        top = self.top
         for box, score in zip(result.boxes, result.object_scores):
             level = float(np.clip(score / top, 0, 1))
             colour = (0, int(255 * (1 - level)), int(255 * level))

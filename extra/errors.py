@@ -24,6 +24,11 @@ def run_main(main, argv=None):
     except VPCError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return EXIT_ERROR
+    except OSError as error:        # a disk or file failure no step turned into a message of its own
+        reason = " ".join(str(error.strerror or error).split())
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {reason}{where}; finished files are kept, a rerun resumes", file=sys.stderr, flush=True)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted: finished files are kept, a rerun resumes", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED

@@ -81,3 +81,12 @@ def test_dataset_settings_follow_the_spec():
     assert [s.coreset_ratio for s in (avenue, shanghai, iitb)] == [0.01, 0.25, 0.1]
     assert [s.power_n for s in (avenue, shanghai, iitb)] == [4, 2, 1]
     assert [s.skip_first_frame for s in (avenue, shanghai, iitb)] == [False, False, True]
+
+
+def test_run_main_turns_a_stray_os_error_into_one_line(capsys):
+    def main(argv):
+        raise OSError(28, "No space left on device", "/work/scores/cam.csv")
+
+    assert run_main(main) == 2
+    assert capsys.readouterr().err == ("error: No space left on device (/work/scores/cam.csv); finished files are "
+                                       "kept, a rerun resumes\n")
