@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from extra.config import DATASETS
+from extra.config import PRESETS
 from extra.device import default_device
 from extra.errors import VPCError
 from extra.io import atomic_path
@@ -28,7 +28,7 @@ from Memorization.options import MethodConfig
 
 MODEL_FORMAT = "videopatchcore"
 MODEL_VERSION = 1
-MODEL_KIND = FileKind("model file", "make it again with Memorization/run.py (it writes <work_dir>/models/)")
+MODEL_KIND = FileKind("model file", "make it again with fit.py, or Memorization/run.py (it writes <work_dir>/models/)")
 
 
 @dataclass
@@ -63,7 +63,7 @@ def memorise(spec, per_video_patches, method, device=None):
 
 def default_weights(method):
     """Fusion weights of a model without calibration: the preset's fixed weights (neutral 0.5 / 0.5)."""
-    settings = DATASETS.get(method.dataset, DATASETS["avenue"])
+    settings = PRESETS.get(method.dataset, PRESETS["general"])
     return FusionWeights.chosen(settings.fixed_a1, settings.fixed_b1, settings.fixed_sigma)
 
 
