@@ -20,6 +20,7 @@ A calibration is plain JSON: it travels in the model file and beside the memory 
 """
 import numpy as np
 
+from extra.errors import VPCError
 from Memorization.evaluation import (
     GLOBAL_FUSION, LOCAL_FUSION, SIGMAS, WEIGHTS, FusionWeights, complement, micro_auroc, smooth, stream_aurocs,
 )
@@ -100,6 +101,10 @@ def calibrate(scores, labels, false_alarm_rate=DEFAULT_FALSE_ALARM_RATE, details
     (one 0/1 vector per sequence). ``details`` (recipes, counts, fallbacks) is stored alongside."""
     if not 0 < false_alarm_rate < 1:
         raise ValueError(f"false-alarm rate must lie between 0 and 1, got {false_alarm_rate}")
+    if not (np.concatenate(labels) == 0).any():
+        raise VPCError("the label-free calibration needs training videos of at least two clips (it replaces a "
+                       "quarter of each held-out video's clips and compares them with the rest): use longer videos "
+                       "or pass --label_free=False")
     scales = normalisation(scores, labels)
     weights = choose_weights(scores, labels, scales)
     calibration = {"weights": weights.__dict__.copy(), "normalisation": scales,

@@ -165,3 +165,12 @@ def test_one_training_video_holds_out_its_halves_and_says_so(stage, tmp_path, ca
     calibration = results_of(work)["label_free"]["calibration"]
     assert calibration["fallback"] == "halves of the only training video"
     assert calibration["held_out"] == ["01 (half 1)", "01 (half 2)"] and calibration["sequences"] == 12
+
+
+def test_sequences_without_normal_frames_are_refused_in_one_line():
+    from extra.errors import VPCError
+
+    labels = [np.ones(4, np.int64)]
+    scores = make_video_scores({b: [np.arange(4.0)] for b in ("spatial", "temporal", "highlevel")}, labels)
+    with pytest.raises(VPCError, match="needs training videos of at least two clips"):
+        calibrate(scores, labels)
