@@ -21,7 +21,7 @@ from extra.device import device_description
 from extra.errors import VPCError
 from extra.progress import progress
 from extra.store import clip_key, is_empty_clip, is_finished, open_clip_file, write_clip_file
-from extra.workdir import OBJECT_BATCHES, WorkDir
+from extra.workdir import OBJECT_BATCHES
 from Memorization.banks import STREAMS
 from Memorization.options import COMPRESSIONS, NORMALIZATIONS
 
@@ -212,7 +212,7 @@ def extract_video_features(video, split, run, backbone, compressions=None):
     ``compressions``: the local features' compressions to write (default: the method's), all
     from one encoder pass. Returns (local_written, global_written).
     """
-    method, work = run.method, WorkDir(run.context.work_dir, run.method.dataset)
+    method, work = run.method, run.work
     n_clips = video.n_clips(method.consecutive)
     fields = backbone_record(backbone)
     local_todo = {}

@@ -14,7 +14,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from extra.errors import run_main  # noqa: E402
-from extra.workdir import WorkDir  # noqa: E402
 from Memorization import plots  # noqa: E402
 from Memorization.cli import build_parser, resolve_run  # noqa: E402
 from Memorization.options import figures_folder  # noqa: E402
@@ -38,7 +37,7 @@ def main(argv=None):
     args = build_figures_parser().parse_args(argv)
     run = resolve_run(args)
     written = plots.make_figures(run, args.figures, args.top_clips, args.normal_clips, args.tsne_points)
-    folder = figures_folder(WorkDir(run.context.work_dir, run.method.dataset), run.method)
+    folder = figures_folder(run.work, run.method)
     print(f"{len(written)} figures in {folder}", flush=True)
     return 0
 

@@ -26,7 +26,7 @@ from extra.io import atomic_path, make_folder
 from extra.progress import progress
 from extra.sources import ClipReader
 from extra.store import empty_clip, is_finished
-from extra.workdir import OBJECT_BATCHES, WorkDir
+from extra.workdir import OBJECT_BATCHES
 from Memorization.calibration import calibrated_local, calibrated_streams, unsmoothed
 from Memorization.evaluation import LOCAL_FUSION, VideoScores
 from Memorization.features import backbone_record, extract_split_features, global_features, local_features
@@ -240,7 +240,7 @@ class ScoreWriter:
 def detect_footage(videos, run, detector_name):
     """Object batches of each normal video (resumable, as the detection stage writes them)."""
     settings, d = run.context.settings, run.method.consecutive
-    work = WorkDir(run.context.work_dir, run.method.dataset)
+    work = run.work
     detector = None
     for video in progress(videos, "normal footage: objects"):
         path = work.object_batches("train", video.name)

@@ -7,6 +7,7 @@ model file stores. ``MemorizationRun`` adds where the run reads and writes and w
 from dataclasses import dataclass, field
 
 from extra.cli import RunContext
+from extra.workdir import WorkDir
 from Memorization.evaluation import FusionWeights
 
 PUBLISHED_BANKS = ("spatial", "temporal", "highlevel")
@@ -87,6 +88,11 @@ class MemorizationRun:
     verify: bool = False             # read every reused file whole and check it
     label_free: bool = True          # calibrate on training videos only (Memorization.calibration)
     false_alarm_rate: float = 0.01   # the label-free alarm threshold's target on normal frames
+
+    @property
+    def work(self):
+        """The run's working directory (WORK_README.md), for its dataset."""
+        return WorkDir(self.context.work_dir, self.method.dataset)
 
 
 def compression_record(compression, seed):

@@ -18,7 +18,6 @@ from extra.lock import work_lock
 from extra.progress import progress
 from extra.provenance import read_json_record, write_json_record
 from extra.store import is_empty_clip, open_clip_file, read_clip_file
-from extra.workdir import WorkDir
 from Memorization.banks import PUBLISHED, STREAMS, bank_path, streams_of
 from Memorization.calibration import calibrated_local
 from Memorization.evaluation import (
@@ -32,14 +31,10 @@ from Memorization.regions import load_mask_tracks, load_region_tracks, rbdc_tbdc
 from ObjectDetection.objects import clip_boxes_of
 
 
-def work_of(run):
-    return WorkDir(run.context.work_dir, run.method.dataset)
-
-
 def read_video_features(run, split, video_name, backbone, streams=("local", "global")):
     """A video's saved features of ``streams`` (VideoFeatures), each file checked against the records
     this run would write (``backbone``: the backbone's record fields)."""
-    work, method = work_of(run), run.method
+    work, method = run.work, run.method
     clips = {}
     for name in streams:
         stream = STREAMS[name]
@@ -55,7 +50,7 @@ def reused_backbone(run, test_videos):
     if not test_videos:
         raise VPCError("no test video gives a clip")
     stream = STREAMS["local"]
-    with open_clip_file(stream.path(work_of(run), run.method, "test", test_videos[0].name), stream.kind) as opened:
+    with open_clip_file(stream.path(run.work, run.method, "test", test_videos[0].name), stream.kind) as opened:
         record = opened.record or {}
     return {key: record[key] for key in ("backbone", "random_weights") if key in record}
 
@@ -108,7 +103,7 @@ def region_results(run, videos, objects, weights, calibration):
     truth = region_ground_truth(run, videos)
     if truth is None:
         return None
-    d, work = run.method.consecutive, work_of(run)
+    d, work = run.method.consecutive, run.work
     detections, tracks, offset, scored = [], [], 0, 0
     for video, (counts, scores) in zip(videos, objects):
         clips = video.clips(d)
@@ -148,7 +143,7 @@ def load_backbone_for(run, device):
 def memory_of(run, backbone, fields, device):
     """The model and whether its banks were built now: reused when they are saved with this run's
     settings, else built from the training features (extracted where missing) and saved."""
-    work, method = work_of(run), run.method
+    work, method = run.work, run.method
     reusable = not run.overwrite and all(bank_path(work, spec, method).is_file() for spec in PUBLISHED)
     if run.save_memory and not reusable:
         train_videos = list_videos(run.context.settings, run.context.data_root, "train", method.consecutive)
@@ -167,7 +162,7 @@ def memory_of(run, backbone, fields, device):
 
 def calibration_path(run):
     """The label-free calibration of a run's banks, beside them."""
-    return STREAMS["local"].directory(work_of(run), run.method) / f"calibration_{results_name(run.method)}.json"
+    return STREAMS["local"].directory(run.work, run.method) / f"calibration_{results_name(run.method)}.json"
 
 
 def calibration_of(run, model, backbone, fields, rebuilt):
@@ -196,7 +191,7 @@ def calibration_of(run, model, backbone, fields, rebuilt):
 
 def run_memorization(run):
     """Run the stage for one dataset and return the evaluation results (a dict)."""
-    work = work_of(run)
+    work = run.work
     with work_lock(work.root, work.dataset, work.dataset_folders()):
         return _run_memorization(run, work)
 

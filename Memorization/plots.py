@@ -29,7 +29,6 @@ from extra.errors import VPCError
 from extra.io import atomic_path
 from extra.progress import progress
 from extra.store import clip_key, open_clip_file
-from extra.workdir import WorkDir
 from Memorization.banks import PUBLISHED, STREAMS, item_scores, stack_items
 from Memorization.evaluation import (
     RESULTS_FILE, SCORES_FILE, FusionWeights, fused_per_video, load_results, micro_auroc, title,
@@ -280,7 +279,7 @@ def score_norm(frame_scores_per_video):
 def object_figures(saved, run, out_dir, n_top, n_normal, specs=PUBLISHED):
     """Figure 2 for the chosen clips, a panel per local-stream bank; returns the written paths."""
     context, method = run.context, run.method
-    work = WorkDir(context.work_dir, method.dataset)
+    work = run.work
     d, scores = method.consecutive, saved.scores
     fused = fused_streams(saved)
     if "local" not in fused:
@@ -433,7 +432,7 @@ def make_figures(run, which=FIGURES, n_top=6, n_normal=3, tsne_points=2000, spec
     if "tsne" in which and tsne_points < 10:
         raise VPCError(f"--tsne_points {tsne_points} is too few for a t-SNE: use 10 or more")
     method = run.method
-    work = WorkDir(run.context.work_dir, method.dataset)
+    work = run.work
     saved = load_run(work, method)
     out_dir = figures_folder(work, method)
     written = []

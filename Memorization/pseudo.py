@@ -30,7 +30,7 @@ from extra.device import default_device
 from extra.errors import VPCError, warn
 from extra.progress import progress
 from extra.store import is_empty_clip, open_clip_file
-from extra.workdir import OBJECT_BATCHES, WorkDir
+from extra.workdir import OBJECT_BATCHES
 from Memorization.banks import score_clips, training_patches
 from Memorization.calibration import calibrate
 from Memorization.coreset import subsample
@@ -266,7 +266,7 @@ def label_free_calibration(model, run, videos, backbone, read_features, memo=Non
     if len(videos) == 1:
         warn("one training video: the label-free calibration holds out each half of it in turn (a weak "
              "calibration; give several normal videos for a reliable one)")
-    work = WorkDir(run.context.work_dir, model.method.dataset)
+    work = run.work
     pieces, others = pieces_of(videos, read_features, work)
     if min(len(p.clips) for p in pieces) == 0:
         raise VPCError("the label-free calibration needs at least two clips of training video; pass "

@@ -116,8 +116,7 @@ class Data:
 def load_data(run):
     context, d = run.context, run.method.consecutive
     test_videos, labels = labelled_test_videos(context.settings, context.data_root, d)
-    return Data(WorkDir(context.work_dir, context.settings.name),
-                list_videos(context.settings, context.data_root, "train", d), test_videos, labels)
+    return Data(run.work, list_videos(context.settings, context.data_root, "train", d), test_videos, labels)
 
 
 def require_objects(data, dataset):
@@ -206,7 +205,7 @@ def score_configuration(data, run, model, device, made_with):
 
 def run_configurations(base, configurations, encoder):
     """{name: Entry} for ``configurations``: cached ones read back, the others computed."""
-    work = WorkDir(base.context.work_dir, base.method.dataset)
+    work = base.work
     entries, missing = {}, {}
     for name, run in configurations.items():
         cached = None if base.overwrite else load_cached(work.reproduce(run.method.cnl_pool) / name,
@@ -312,7 +311,7 @@ def reproduce_tables(base, keys):
     """Markdown of the tables ``keys`` for the base run: cached configurations read, the others computed."""
     tables = [build_table(key, base.method.dataset) for key in keys]
     encoder = LazyEncoder(base, default_device())
-    work = WorkDir(base.context.work_dir, base.method.dataset)
+    work = base.work
     with work_lock(work.root, work.dataset, work.dataset_folders()):
         entries = run_configurations(base, configurations_of(tables, base), encoder)
         timing = feature_time(base, encoder) if any(table.fps for table in tables) else None

@@ -174,11 +174,17 @@ def scan_split(settings, data_root, split):
     if not folder.is_dir():
         raise VPCError(f"{settings.name} {split} folder not found: {folder} (layout: DATA_README.md; "
                        f"set data_root in extra/config.py, $VPC_DATA_ROOT or --data_root)")
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".")
-               and (p.is_dir() or p.suffix.lower() in VIDEO_EXTENSIONS)]
+    entries = video_entries(folder)
     if not entries:
         raise VPCError(f"no videos in {folder}: expected one folder of frames or one video file per video")
-    return [open_video(entry, index, settings.skip_first_frame) for index, entry in enumerate(sorted_naturally(entries))]
+    return [open_video(entry, index, settings.skip_first_frame) for index, entry in enumerate(entries)]
+
+
+def video_entries(folder):
+    """The videos a folder holds, in natural order: its subfolders and video files (hidden ones, such
+    as unfinished temporary files, left out)."""
+    return sorted_naturally([p for p in Path(folder).iterdir() if not p.name.startswith(".")
+                             and (p.is_dir() or p.suffix.lower() in VIDEO_EXTENSIONS)])
 
 
 def open_video(source, index=0, skip_first_frame=False):

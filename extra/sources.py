@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 
-from extra.datasets import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_video, sorted_naturally
+from extra.datasets import IMAGE_EXTENSIONS, open_video, video_entries
 from extra.errors import VPCError
 
 DEFAULT_FPS = 25.0                  # frame folders carry no frame rate
@@ -33,11 +33,10 @@ def footage_videos(inputs):
     entries = []
     for item in map(Path, inputs):
         if item.is_dir() and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in item.iterdir()):
-            inner = [p for p in item.iterdir() if not p.name.startswith(".")
-                     and (p.is_dir() or p.suffix.lower() in VIDEO_EXTENSIONS)]
+            inner = video_entries(item)
             if not inner:
                 raise VPCError(f"{item} holds no video files and no frames")
-            entries += sorted_naturally(inner)
+            entries += inner
         else:
             entries.append(item)
     videos, seen = [], {}
