@@ -9,7 +9,7 @@ DEMO_ARGS := --dataset=avenue --data_root=$(DEMO)/data --work_dir=$(DEMO)/work
 CLIP_CACHE ?= $(HOME)/.cache/clip
 DEMO_WEIGHTS := $(if $(wildcard $(CLIP_CACHE)/RN101.pt),,--random_weights)
 
-.PHONY: install test demo tables figures clean-demo
+.PHONY: install install-ray install-faiss test demo tables figures clean-demo
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,20 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	touch $@
+
+# Ray, for --ray (optional: README, Many machines); CI installs it so that its tests run.
+install-ray: $(VENV)/.installed-ray
+
+$(VENV)/.installed-ray: requirements-ray.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-ray.txt
+	touch $@
+
+# faiss, for --search faiss-flat|faiss-ivf (optional: README, Many machines); CI installs it so that its tests run.
+install-faiss: $(VENV)/.installed-faiss
+
+$(VENV)/.installed-faiss: requirements-faiss.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-faiss.txt
 	touch $@
 
 test: install

@@ -131,7 +131,8 @@ def training_patches(spec, clips, method):
 
 def item_scores(spec, items, bank, method):
     """Score of every item, (n_items,): its farthest row's distance to the bank, to the power n."""
-    return object_scores(spec.patches(items, method, "test"), items.shape[0], bank, method.power_n)
+    return object_scores(spec.patches(items, method, "test"), items.shape[0], bank, method.power_n,
+                         search=method.search)
 
 
 def score_clips(spec, clips, bank, method, device, items_out=None):

@@ -3,12 +3,12 @@
 Shared by the stage's commands (run.py, reproduce.py, figures.py); cheap to import, so a mistyped
 flag or a missing folder is reported before any model code loads.
 """
-from extra.cli import OneLineErrorParser, add_bool_flag, base_parser, resolve_context
+from extra.cli import OneLineErrorParser, add_bool_flag, add_ray_arguments, base_parser, resolve_context
 from extra.errors import VPCError
 from Memorization.evaluation import FusionWeights
 from Memorization.options import (
-    ARCHITECTURES, BANK_ORDERS, COMPRESSIONS, NORMALIZATIONS, PUBLISHED_BANKS, TEMPORAL_POOLING, MemorizationRun,
-    MethodConfig,
+    ARCHITECTURES, BANK_ORDERS, COMPRESSIONS, NORMALIZATIONS, PUBLISHED_BANKS, SEARCHES, TEMPORAL_POOLING,
+    MemorizationRun, MethodConfig,
 )
 
 
@@ -34,6 +34,10 @@ def add_method_arguments(parser):
     add_bool_flag(parser, "--absolute_difference", False, "temporal patches from |lf_t+1 - lf_t| (the slides)")
     parser.add_argument("--bank_order", default=BANK_ORDERS[0], choices=BANK_ORDERS,
                         help="coreset per training video then concatenate (default, published) or the reverse")
+    parser.add_argument("--search", default=SEARCHES[0], choices=SEARCHES,
+                        help="nearest-neighbour search of the scores: exact (default), faiss-flat (exact to float32 "
+                             "rounding) or faiss-ivf (approximate; its recall and score change are measured and "
+                             "printed); faiss: pip install -r requirements-faiss.txt")
 
 
 def add_backbone_arguments(parser):
@@ -84,6 +88,10 @@ def method_from_args(args, context):
 
     if args.clip_weights and args.random_weights:
         raise VPCError("--clip_weights and --random_weights exclude each other")
+    if args.search != SEARCHES[0]:
+        from Memorization.search import faiss_module     # torch-heavy: only when a faiss search is asked for
+
+        faiss_module()
     return MethodConfig(
         dataset=settings.name, consecutive=context.consecutive,
         cnl_pool=_pick(args.cnl_pool, settings.cnl_pool), pool_for_sm=_pick(args.pool_for_sm, settings.pool_for_sm),
@@ -93,7 +101,7 @@ def method_from_args(args, context):
         temporal_pooling=args.temporal_pooling, absolute_difference=args.absolute_difference,
         bank_order=args.bank_order, normalization=args.normalization,
         compression=args.compression, compression_seed=args.compression_seed,
-        backbone=args.clip_weights or args.backbone, random_weights=args.random_weights)
+        backbone=args.clip_weights or args.backbone, random_weights=args.random_weights, search=args.search)
 
 
 def resolve_run(args):
@@ -132,6 +140,7 @@ def footage_parser(description):
                         help="share of normal training frames above the alarm threshold (default 0.01)")
     add_bool_flag(parser, "--overwrite", False, "redo the intermediate files even when saved ones match")
     add_bool_flag(parser, "--verify", False, "read every reused intermediate file whole and check it first")
+    add_ray_arguments(parser)
     return parser
 
 
@@ -142,6 +151,7 @@ def resolve_footage_run(args):
     from extra import config
     from extra.cli import RunContext, resolve_path
     from extra.config import PRESETS
+    from extra.sharding import ray_cluster
 
     settings = PRESETS[args.preset]
     consecutive = settings.consecutive if args.consecutive is None else args.consecutive
@@ -150,7 +160,8 @@ def resolve_footage_run(args):
     if not 0 < args.false_alarm_rate < 1:
         raise VPCError(f"--false_alarm_rate must lie between 0 and 1, got {args.false_alarm_rate}")
     work_dir = resolve_path(args.work_dir, "VPC_WORK_DIR", config.work_dir) / "footage" / Path(args.out).stem
-    context = RunContext(settings=settings, consecutive=consecutive, data_root=None, work_dir=work_dir)
+    context = RunContext(settings=settings, consecutive=consecutive, data_root=None, work_dir=work_dir,
+                         ray=ray_cluster(args.ray, args.ray_cpus))
     return MemorizationRun(context=context, method=method_from_args(args, context),
                            fixed=FusionWeights.chosen(settings.fixed_a1, settings.fixed_b1, settings.fixed_sigma),
                            overwrite=args.overwrite, verify=args.verify, false_alarm_rate=args.false_alarm_rate)

@@ -7,6 +7,7 @@ import torch
 from extra.device import default_device
 from extra.errors import VPCError
 from extra.progress import progress as progress_of
+from Memorization.rounding import gamma
 from Memorization.options import BANK_ORDERS
 
 
@@ -30,15 +31,39 @@ def _sparse_projection(features, eps, seed):
     return torch.as_tensor(projected, dtype=features.dtype, device=features.device)
 
 
+# Elements of the (contenders, centres, D) differences held at once when recomputing the published way.
+RECHECK_ELEMENTS = 1 << 24
+
+
+def squared_distances(points, centres):
+    """(len(points), len(centres)) squared L2 distances as sums of squared differences in the points'
+    dtype: the published computation, whose values decide the greedy order."""
+    return ((points[:, None, :] - centres[None, :, :]) ** 2).sum(dim=-1)
+
+
+def published_nearest(points, centres):
+    """Each point's smallest ``squared_distances`` to ``centres``, in bounded memory."""
+    step = max(1, RECHECK_ELEMENTS // max(1, points.shape[0] * points.shape[1]))
+    return torch.stack([squared_distances(points, centres[start:start + step]).amin(dim=1)
+                        for start in range(0, centres.shape[0], step)]).amin(dim=0)
+
+
 def greedy_coreset_indices(features, n_select, random_projection=False, eps=0.9, seed=0):
     """Indices (CPU LongTensor, in the order chosen) of a greedy k-center coreset of ``features``.
 
     Starts with item 0, keeps every item's distance to its nearest chosen item, and takes the
     item farthest from the chosen set ``n_select - 1`` times (one item when ``n_select`` is 0
-    or 1). Ties go to the lowest index. Distances are squared L2 (same order as L2), computed
-    as an exact sum of squared differences against the one new centre per step, on the
-    features' device. ``random_projection`` measures distances on a sparse random projection
-    (``eps``, ``seed``) instead; the indices refer to the original rows either way.
+    or 1). Ties go to the lowest index. The order is that of squared L2 distances computed as sums
+    of squared differences in the features' dtype (``squared_distances``), on their device.
+    ``random_projection`` measures distances on a sparse random projection (``eps``, ``seed``)
+    instead; the indices refer to the original rows either way.
+
+    Each step costs one matrix-vector product: distances to the new centre come from
+    ||p||^2 + ||c||^2 - 2 p.c on centred points with precomputed norms. Where the two largest
+    running distances are closer than the rounding bounds allow to tell apart, the contenders'
+    distances are computed the published way (and kept, so that a contender seen again is
+    brought up to date with the centres chosen since), so the indices are those of the
+    published loop.
     """
     if features.ndim != 2 or features.shape[0] == 0:
         raise VPCError(f"coreset input must be a non-empty (N, D) tensor, got {tuple(features.shape)}")
@@ -49,14 +74,35 @@ def greedy_coreset_indices(features, n_select, random_projection=False, eps=0.9,
     if n_select == 1:
         return torch.zeros(1, dtype=torch.long)
     points = _sparse_projection(features, eps, seed) if random_projection else features
+    centred = points - points.mean(dim=0)
+    norms = (centred.double() ** 2).sum(dim=1).to(points.dtype)     # correctly rounded: error u ||c||^2
+    # |product form - exact| <= gamma_D ||c_i|| ||c_j|| (the dot product) + u (||c_i||^2 + ||c_j||^2)
+    # (norms) + 8 u R^2 (two additions) + 8 u R^2 (the centring's rounding moves the points), with R
+    # the largest centred norm; the published sums are within gamma_(D+3) of the value itself.
+    dim, unit_roundoff = points.shape[1], torch.finfo(points.dtype).eps / 2
+    radius_squared = float(norms.max()) * (1 + 1e-3)
+    product_error = (gamma(dim, points.dtype) + 18 * unit_roundoff) * radius_squared
+    published_error = gamma(dim + 3, points.dtype)
+    published = torch.full_like(norms, float("inf"))     # published nearest distances, as of ...
+    published_until = torch.zeros(n_items, dtype=torch.long, device=points.device)   # ... this many centres
     chosen = torch.zeros(n_select, dtype=torch.long, device=points.device)
-    nearest = ((points - points[0]) ** 2).sum(dim=1)
+    nearest = torch.addmv(norms, centred, centred[0], alpha=-2).add_(norms[0])
     for step in range(1, n_select):
-        # The index stays a device tensor: no host synchronisation inside the loop.
-        farthest = torch.argmax(nearest)
+        top = torch.topk(nearest, 2)
+        largest, second = top.values.tolist()
+        undecided = 2 * (product_error + published_error * (largest + product_error))
+        if largest - second > undecided:
+            farthest = top.indices[0]
+        else:
+            contenders = torch.nonzero(nearest >= largest - undecided).squeeze(1)
+            for since in published_until[contenders].unique().tolist():
+                rows = contenders[published_until[contenders] == since]
+                published[rows] = torch.minimum(published[rows],
+                                                published_nearest(points[rows], points[chosen[since:step]]))
+            published_until[contenders] = step
+            farthest = contenders[torch.argmax(published[contenders])]      # first of equals: the lowest index
         chosen[step] = farthest
-        centre = points.index_select(0, farthest.view(1))
-        nearest = torch.minimum(nearest, ((points - centre) ** 2).sum(dim=1))
+        nearest = torch.minimum(nearest, torch.addmv(norms, centred, centred[farthest], alpha=-2).add_(norms[farthest]))
     return chosen.cpu()
 
 

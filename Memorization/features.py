@@ -6,6 +6,7 @@ objects keeps the detector's placeholder (a one-element zero array) in the local
 (1, C, d) with C = 1536 for RN101. Each file also keeps how long its extraction took and where
 (``extraction_time``), which the table runner turns into frames per second.
 """
+import functools
 import json
 import time
 from contextlib import ExitStack
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from extra.datasets import normalize_frame
 from extra.device import device_description
 from extra.errors import VPCError
-from extra.progress import progress
+from extra.sharding import WorkerModel, map_videos
 from extra.store import clip_key, is_empty_clip, is_finished, open_clip_file, write_clip_file
 from extra.workdir import OBJECT_BATCHES
 from Memorization.banks import STREAMS
@@ -234,6 +235,20 @@ def extract_video_features(video, split, run, backbone, compressions=None):
 
 
 def extract_split_features(videos, split, run, backbone, compressions=None):
-    """``extract_video_features`` for each video of a split, with one progress line per video."""
-    for video in progress(videos, f"{split} features"):
-        extract_video_features(video, split, run, backbone, compressions)
+    """``extract_video_features`` for each video of a split, with one progress line per video. With
+    --ray each video runs on a Ray worker, which loads the run's encoder itself (``worker_encoder``),
+    once; ``backbone`` is then only this process's."""
+    encoder = (lambda: backbone) if run.context.ray is None else worker_encoder(run)
+    map_videos(functools.partial(_extract_with, encoder, split=split, run=run, compressions=compressions),
+               videos, f"{split} features", run.context.ray)
+
+
+def worker_encoder(run):
+    """The run's encoder as a Ray worker loads it: the way this process does (``load_backbone_for``)."""
+    from Memorization.pipeline import load_backbone_for
+
+    return WorkerModel(load_backbone_for, (run, None))
+
+
+def _extract_with(get_backbone, video, split, run, compressions):
+    extract_video_features(video, split, run, get_backbone(), compressions)

@@ -10,6 +10,7 @@ scores. From Python, one video:
     score = model.score(video_features("clip.avi", model, detector="motion"))
 """
 import csv
+import functools
 import json
 import time
 from collections import deque
@@ -21,16 +22,16 @@ import numpy as np
 from extra import config
 from extra.config import PRESETS
 from extra.device import default_device
-from extra.errors import VPCError
+from extra.errors import VPCError, warn
 from extra.io import atomic_path, make_folder
-from extra.progress import progress
+from extra.sharding import map_videos, model_getter
 from extra.sources import ClipReader
 from extra.store import empty_clip, is_finished
 from extra.workdir import OBJECT_BATCHES
 from Memorization.calibration import calibrated_local, calibrated_streams, unsmoothed
 from Memorization.evaluation import LOCAL_FUSION, VideoScores
 from Memorization.features import backbone_record, extract_split_features, global_features, local_features
-from Memorization.model import VideoFeatures, VideoPatchCore
+from Memorization.model import VideoFeatures
 from ObjectDetection.boxes import clip_crops, object_boxes, objects_array
 from ObjectDetection.detectors import detector_description, make_detector
 from ObjectDetection.objects import object_batches_writer
@@ -124,6 +125,9 @@ class FootageScorer:
         if not model.calibration.get("clip_threshold"):
             raise VPCError("the model file has no label-free calibration (made before it or with "
                            "--label_free=False): make it again with fit.py")
+        if model.method.search != "exact":     # fit.py --search: said, never silently approximate
+            warn(f"the model scores with the {model.method.search} search, not the exact one (README, Many "
+                 f"machines; Memorization/run.py measures its error on a test set)")
         self.features = ClipFeatures(model, detector, backbone, device)
         self.model, self.calibration = model, unsmoothed(model.calibration)
 
@@ -238,27 +242,32 @@ class ScoreWriter:
 # --- fitting on normal footage ---------------------------------------------------------------------
 
 def detect_footage(videos, run, detector_name):
-    """Object batches of each normal video (resumable, as the detection stage writes them)."""
+    """Object batches of each normal video (resumable, as the detection stage writes them), each video on
+    a Ray worker with --ray."""
     settings, d = run.context.settings, run.method.consecutive
-    work = run.work
-    detector = None
-    for video in progress(videos, "normal footage: objects"):
-        path = work.object_batches("train", video.name)
-        record = object_record(settings, "train", d, settings.train_conf, detector_description(detector_name))
-        if is_finished(path, OBJECT_BATCHES, record, video.n_clips(d), run.overwrite, run.verify):
-            continue
-        detector = detector or make_detector(detector_name, config.yolo_weights)
-        clips = ClipReader(video.source, d)
-        with object_batches_writer(path, record, video.n_clips(d)) as add:
-            for clip, detections in detected_clips(clips, detector, d):
-                boxes = frame_boxes(detections, settings, settings.train_conf, clip.frames[0])
-                add(clip.index, objects_array(clip_crops(clip.frames, boxes, settings.obj_size)), boxes)
+    record = object_record(settings, "train", d, settings.train_conf, detector_description(detector_name))
+    get_detector = model_getter(run.context.ray, make_detector, detector_name, config.yolo_weights)
+    map_videos(functools.partial(detect_footage_video, run=run, record=record, get_detector=get_detector), videos,
+               "normal footage: objects", run.context.ray)
+
+
+def detect_footage_video(video, run, record, get_detector):
+    """One normal video's object batches, unless they are done; the detector made on first need."""
+    settings, d = run.context.settings, run.method.consecutive
+    path = run.work.object_batches("train", video.name)
+    if is_finished(path, OBJECT_BATCHES, record, video.n_clips(d), run.overwrite, run.verify):
+        return
+    clips = ClipReader(video.source, d)
+    with object_batches_writer(path, record, video.n_clips(d)) as add:
+        for clip, detections in detected_clips(clips, get_detector(), d):
+            boxes = frame_boxes(detections, settings, settings.train_conf, clip.frames[0])
+            add(clip.index, objects_array(clip_crops(clip.frames, boxes, settings.obj_size)), boxes)
 
 
 def fit_footage(videos, run, detector_name, backbone, device=None):
     """A calibrated model of normal footage: objects, features, banks, label-free calibration. Every
     intermediate file goes to the run's working directory and is reused by a rerun."""
-    from Memorization.pipeline import read_video_features, training_features
+    from Memorization.pipeline import fitted_model, read_video_features
     from Memorization.pseudo import label_free_calibration
 
     short = [v.name for v in videos if v.n_clips(run.method.consecutive) == 0]
@@ -267,8 +276,8 @@ def fit_footage(videos, run, detector_name, backbone, device=None):
     detect_footage(videos, run, detector_name)
     extract_split_features(videos, "train", run, backbone)
     fields = backbone_record(backbone)
-    model = VideoPatchCore(run.method, backbone=backbone.identity())
-    model.fit(training_features(run, videos, fields), device)
+    model = fitted_model(run, videos, fields, device=device)
+    model.backbone = backbone.identity()
     model.calibration = label_free_calibration(
         model, run, videos, backbone, lambda video: read_video_features(run, "train", video.name, fields))
     return model

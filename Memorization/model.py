@@ -24,10 +24,11 @@ from Memorization.banks import PUBLISHED, bank_kind, bank_path, bank_record, sco
 from Memorization.calibration import calibrated_streams
 from Memorization.coreset import Coreset, build_memory_bank
 from Memorization.evaluation import FusionWeights, VideoScores, stream_scores
-from Memorization.options import MethodConfig
+from Memorization.options import BANK_ORDERS, MethodConfig
 
 MODEL_FORMAT = "videopatchcore"
 MODEL_VERSION = 1
+KEEP_ALL = Coreset(1.0)      # concatenation in video order: every row of every video kept
 MODEL_KIND = FileKind("model file", "make it again with fit.py, or Memorization/run.py (it writes <work_dir>/models/)")
 
 
@@ -52,13 +53,32 @@ class VideoScore:
     alarms: object = None
 
 
+def bank_coreset(spec, method):
+    """How ``spec``'s bank is subsampled with ``method``'s settings."""
+    return Coreset(method.ratios[spec.name], method.bank_order, method.random_projection, method.eps_coreset,
+                   method.seed)
+
+
+def announce_bank(spec, method, how=""):
+    print(f"memorising {spec.name} patches (coreset ratio {method.ratios[spec.name]}, {method.bank_order}{how})",
+          flush=True)
+
+
 def memorise(spec, per_video_patches, method, device=None):
     """One memory bank (on the CPU) from its per-video training patches, with the method's ratio and order."""
-    print(f"memorising {spec.name} patches (coreset ratio {method.ratios[spec.name]}, {method.bank_order})",
-          flush=True)
-    coreset = Coreset(method.ratios[spec.name], method.bank_order, method.random_projection, method.eps_coreset,
-                      method.seed)
-    return build_memory_bank(per_video_patches, coreset, device).cpu()
+    announce_bank(spec, method)
+    return build_memory_bank(per_video_patches, bank_coreset(spec, method), device).cpu()
+
+
+def video_coresets(features, specs, method, device=None):
+    """Each bank's coreset of one training video's features (VideoFeatures), on the CPU: the per-video
+    step of the published order, "subsample_then_concat" (empty where the video gives no patch)."""
+    coresets = {}
+    for spec in specs:
+        patches = training_patches(spec, features.clips[spec.stream], method)
+        coresets[spec.name] = patches if not len(patches) else build_memory_bank(
+            [patches], bank_coreset(spec, method), device, progress=False).cpu()
+    return coresets
 
 
 def default_weights(method):
@@ -88,6 +108,18 @@ class VideoPatchCore:
                 per_bank[spec.name].append(training_patches(spec, features.clips[spec.stream], self.method))
         for spec in self.specs:
             self.banks[spec.name] = memorise(spec, per_bank.pop(spec.name), self.method, device)
+        self._on_device = (None, {})
+        return self
+
+    def fit_coresets(self, per_video):
+        """Every bank from the training videos' coresets drawn elsewhere (``video_coresets``, in video
+        order), concatenated as ``fit`` does in the published order: the same bank, to the bit."""
+        if self.method.bank_order != BANK_ORDERS[0]:
+            raise RuntimeError(f"per-video coresets make no {self.method.bank_order} bank")   # a bug, not bad input
+        for spec in self.specs:
+            announce_bank(spec, self.method, ", per-video coresets drawn apart")
+            self.banks[spec.name] = build_memory_bank([coresets[spec.name] for coresets in per_video], KEEP_ALL,
+                                                      progress=False)
         self._on_device = (None, {})
         return self
 

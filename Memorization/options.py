@@ -34,6 +34,9 @@ BANK_ORDERS = ("subsample_then_concat", "concat_then_subsample")
 # Channel compression of the local features to c' channels: split pooling (published), or the
 # Table 3 ablations, the first c' channels ("head") or c' channels drawn at random ("random").
 COMPRESSIONS = ("split", "head", "random")
+# Nearest-neighbour search of the scores: exact (default), or a faiss index (Memorization.search):
+# flat (exact up to float32 rounding) or IVF (approximate; its error is measured and printed).
+SEARCHES = ("exact", "faiss-flat", "faiss-ivf")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class MethodConfig:
     seed: int = 0                    # coreset projection
     backbone: str = "RN101"          # architecture name, or a weights file
     random_weights: bool = False
+    search: str = SEARCHES[0]       # scores' nearest-neighbour search (not the banks': coresets are exact)
 
     @property
     def local_folder(self):
@@ -115,6 +119,8 @@ def run_tags(method):
     tags += temporal_tags(method)
     if method.bank_order != BANK_ORDERS[0]:
         tags.append("concatfirst")
+    if method.search != SEARCHES[0]:
+        tags.append(method.search)
     return tags
 
 

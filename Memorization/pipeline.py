@@ -4,6 +4,7 @@ Every step reuses what a previous run left when it was made with the same settin
 records them), so a rerun only does what is missing. ``save_feature`` / ``save_memory`` keep
 the published meaning: when false, saved test features / memory banks are used and never made.
 """
+import functools
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +17,7 @@ from extra.device import default_device
 from extra.errors import VPCError, warn
 from extra.lock import work_lock
 from extra.progress import progress
+from extra.sharding import map_videos
 from extra.provenance import read_json_record, write_json_record
 from extra.store import is_empty_clip, open_clip_file, read_clip_file
 from Memorization.banks import PUBLISHED, STREAMS, bank_path, streams_of
@@ -25,9 +27,10 @@ from Memorization.evaluation import (
     make_video_scores, save_results,
 )
 from Memorization.features import backbone_record, extract_split_features, feature_record
-from Memorization.model import VideoFeatures, VideoPatchCore
-from Memorization.options import results_folder, results_name
+from Memorization.model import VideoFeatures, VideoPatchCore, video_coresets
+from Memorization.options import BANK_ORDERS, results_folder, results_name
 from Memorization.regions import load_mask_tracks, load_region_tracks, rbdc_tbdc
+from Memorization.search import SearchCheck
 from ObjectDetection.objects import clip_boxes_of
 
 
@@ -61,17 +64,42 @@ def training_features(run, videos, backbone, specs=PUBLISHED):
         yield read_video_features(run, "train", video.name, backbone, streams_of(specs))
 
 
-def score_videos(model, run, videos, backbone, device):
+def fitted_model(run, videos, fields, specs=PUBLISHED, device=None):
+    """The model of ``specs`` memorising the training videos' saved features (``fields``: the backbone's
+    record fields). With --ray and the published order, each video's coresets are drawn on a Ray
+    worker, from the features it reads itself, and only they come back, concatenated in video order."""
+    model = VideoPatchCore(run.method, specs)
+    if run.context.ray is None or run.method.bank_order != BANK_ORDERS[0]:
+        return model.fit(training_features(run, videos, fields, specs), device)
+    per_video = map_videos(functools.partial(coresets_of_video, run=run, fields=fields, specs=specs), videos,
+                           "coresets of training videos", run.context.ray)
+    return model.fit_coresets(per_video)
+
+
+def coresets_of_video(video, run, fields, specs):
+    """``video_coresets`` of one training video's saved features."""
+    return video_coresets(read_video_features(run, "train", video.name, fields, streams_of(specs)), specs, run.method)
+
+
+def score_videos(model, run, videos, backbone, device, search_errors=None):
     """Per-bank per-frame scores of each test video, {bank: [vector per video]}, and each video's
-    objects: per clip the number of objects, per bank their scores (for the region metrics)."""
+    objects: per clip the number of objects, per bank their scores (for the region metrics). With an
+    approximate search its error is measured and printed per bank, and put in ``search_errors`` (a dict)."""
     per_bank, objects = {spec.name: [] for spec in model.specs}, []
-    for video in progress(videos, "scoring test videos"):
+    check = SearchCheck.of(model, len(videos))
+    for index, video in enumerate(progress(videos, "scoring test videos")):
         features = read_video_features(run, "test", video.name, backbone, streams_of(model.specs))
+        if check is not None:
+            check.add(features, index)
         items = {}
         for bank, frames in model.score_banks(features, device, items).items():
             per_bank[bank].append(frames)
         counts = [0 if is_empty_clip(lf) else lf.shape[0] for lf in features.clips["local"]]
         objects.append((counts, {spec.name: items[spec.name] for spec in model.specs if spec.stream == "local"}))
+    if check is not None:
+        errors = check.report(model.banks_on(device))
+        if search_errors is not None:
+            search_errors.update(errors)
     return per_bank, objects
 
 
@@ -148,7 +176,7 @@ def memory_of(run, backbone, fields, device):
     if run.save_memory and not reusable:
         train_videos = list_videos(run.context.settings, run.context.data_root, "train", method.consecutive)
         extract_split_features(train_videos, "train", run, backbone)
-        model = VideoPatchCore(method, PUBLISHED).fit(training_features(run, train_videos, fields), device)
+        model = fitted_model(run, train_videos, fields, device=device)
         model.save_bank_files(work, fields)
         return model, True
     missing = [bank_path(work, spec, method) for spec in PUBLISHED if not bank_path(work, spec, method).is_file()]
@@ -213,7 +241,8 @@ def _run_memorization(run, work):
         print(f"model file: {model_file}", flush=True)
     if run.save_feature:
         extract_split_features(test_videos, "test", run, backbone)
-    per_bank, objects = score_videos(model, run, test_videos, fields, device)
+    search_errors = {}
+    per_bank, objects = score_videos(model, run, test_videos, fields, device, search_errors)
     scores = make_video_scores(per_bank, [labels[v.name] for v in test_videos], [v.name for v in test_videos],
                                {spec.name: spec.stream for spec in model.specs},
                                [v.first_frame for v in test_videos])
@@ -224,6 +253,7 @@ def _run_memorization(run, work):
     metadata = {**asdict(method), "save_feature": run.save_feature, "save_memory": run.save_memory,
                 "overwrite": run.overwrite, "fixed": asdict(run.fixed), **fields,
                 "bank_sizes": {name: int(bank.shape[0]) for name, bank in model.banks.items()},
+                **({"search_errors": search_errors} if search_errors else {}),
                 "device": device, "seconds": round(time.time() - started, 1)}
     out = results_folder(work, method)
     save_results(out / SCORES_FILE, out / RESULTS_FILE, scores, results, metadata,

@@ -34,6 +34,7 @@ from Memorization.model import VideoPatchCore
 from Memorization.options import COMPRESSIONS, results_name
 from Memorization.patches import temporal_pooling
 from Memorization.pseudo import label_free_calibration
+from Memorization.search import SearchCheck
 from Memorization.tables import NOT_IN_PAPER, build_table, format_table, measured_from_results
 
 RANDOM_WARNING = ("> **WARNING: made with random (not pretrained) weights; "
@@ -175,8 +176,7 @@ def memory_banks(data, run, fields, memo):
     keys = {spec.name: bank_key(spec, run.method) for spec in PUBLISHED}
     to_build = tuple(spec for spec in PUBLISHED if keys[spec.name] not in memo)
     if to_build:
-        built = VideoPatchCore(run.method, to_build).fit(
-            pipeline.training_features(run, data.train_videos, fields, to_build))
+        built = pipeline.fitted_model(run, data.train_videos, fields, to_build)
         for spec in to_build:
             memo[keys[spec.name]] = built.banks[spec.name]
     return {spec.name: memo[keys[spec.name]] for spec in PUBLISHED}
@@ -186,12 +186,17 @@ def score_configuration(data, run, model, device, made_with):
     """Score the test videos (timed, reading the feature files excluded), evaluate, cache."""
     per_bank, seconds = {spec.name: [] for spec in model.specs}, 0.0
     model.banks_on(device)
-    for video in progress(data.test_videos, "scoring test videos"):
+    check = SearchCheck.of(model, len(data.test_videos))
+    for index, video in enumerate(progress(data.test_videos, "scoring test videos")):
         features = pipeline.read_video_features(run, "test", video.name, model.backbone)
+        if check is not None:
+            check.add(features, index)
         started = time.perf_counter()
         for bank, frames in model.score_banks(features, device).items():
             per_bank[bank].append(frames)
         seconds += time.perf_counter() - started
+    if check is not None:
+        made_with = {**made_with, "search_errors": check.report(model.banks_on(device))}
     scores = make_video_scores(per_bank, [data.labels[v.name] for v in data.test_videos],
                                [v.name for v in data.test_videos], {spec.name: spec.stream for spec in model.specs})
     results = evaluate(scores, run.fixed, model.calibration or None)

@@ -19,14 +19,17 @@ Images are always made afresh; a boxes pickle is written once its whole split is
 import functools
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
+
+from extra.cli import RunContext
 from extra.datasets import SPLITS, list_videos
 from extra.errors import VPCError, warn
 from extra.io import atomic_path
 from extra.lock import work_lock
-from extra.progress import progress
+from extra.sharding import map_videos, model_getter
 from extra.store import clip_key
 from extra.workdir import WorkDir
 from ObjectDetection.boxes import clip_crops, key_frame_offset, object_boxes, objects_array
@@ -197,8 +200,50 @@ def stored_video(path, record, n_clips, pickled_boxes=None, verify=False):
     return stored
 
 
+@dataclass(frozen=True)
+class VideoObjects:
+    """The per-video step of a split job: ``self(video)`` makes (or keeps) the video's object batches and
+    images and returns (its boxes, its objects per clip, whether its file was already done). Plain
+    data and a detector getter, so that Ray can run it on a worker (extra.sharding)."""
+
+    job: SplitJob
+    context: RunContext
+    work: WorkDir
+    record: dict                 # the settings the object batches record
+    threshold: float             # detector confidence kept
+    pickled: dict                # the split pickle's boxes per video name; None: detect
+    get_detector: Callable
+    options: DetectionOptions
+
+    def clip_boxes(self, video):
+        if self.pickled is not None:
+            return iter(self.pickled[video.name])
+        settings, d = self.context.settings, self.context.consecutive
+        return (object_boxes(detections, settings, self.threshold)
+                for detections in self.get_detector().detect_video(video, d))
+
+    def __call__(self, video):
+        job, options, d = self.job, self.options, self.context.consecutive
+        path = self.work.object_batches(job.split, video.name)
+        stored = None
+        if (job.write_batches or job.save_pickle) and path.is_file() and not options.overwrite:
+            stored = stored_video(path, self.record, video.n_clips(d), self.pickled and self.pickled[video.name],
+                                  options.verify)
+        if stored is not None and not job.images and (not job.save_pickle or stored.boxes is not None):
+            return stored.boxes, stored.objects_per_clip, True
+        save_images = None
+        if job.images:
+            save_images = clip_image_writer(self.work.od_save, job.split, video.name, job)
+        run = functools.partial(process_video, video, d, self.clip_boxes(video), self.context.settings.obj_size,
+                                save_images=save_images)
+        if job.write_batches and stored is None:
+            with object_batches_writer(path, self.record, video.n_clips(d)) as add_clip:
+                return (*run(add_clip=add_clip), False)
+        return (*run(), False)
+
+
 def run_split(job, context, work, get_detector, options):
-    """Run one split job; returns its SplitSummary."""
+    """Run one split job, each video on a Ray worker with --ray; returns its SplitSummary."""
     settings, d, split = context.settings, context.consecutive, job.split
     videos = list_videos(settings, context.data_root, split, d)
     threshold = settings.train_conf if split == "train" else settings.test_conf
@@ -209,37 +254,15 @@ def run_split(job, context, work, get_detector, options):
     else:
         boxes_from = detector_description(options.detector, options.yolo_weights)
     record = object_record(settings, split, d, threshold, boxes_from)
-
-    def clip_boxes(video):
-        if pickled is not None:
-            return iter(pickled[video.name])
-        return (object_boxes(detections, settings, threshold)
-                for detections in get_detector().detect_video(video, d))
+    per_video = VideoObjects(job, context, work, record, threshold, pickled, get_detector, options)
 
     summary = SplitSummary(split)
     boxes_by_key = {}
-    for video in progress(videos, f"{split} objects"):
-        path = work.object_batches(split, video.name)
-        stored = None
-        if (job.write_batches or job.save_pickle) and path.is_file() and not options.overwrite:
-            stored = stored_video(path, record, video.n_clips(d), pickled and pickled[video.name], options.verify)
-        if stored is not None and not job.images and (not job.save_pickle or stored.boxes is not None):
-            boxes_by_key[pickle_key(video)] = stored.boxes
-            summary.add(stored.objects_per_clip)
-            summary.skipped += 1
-            continue
-        save_images = None
-        if job.images:
-            save_images = clip_image_writer(work.od_save, split, video.name, job)
-        run = functools.partial(process_video, video, d, clip_boxes(video), settings.obj_size,
-                                save_images=save_images)
-        if job.write_batches and stored is None:
-            with object_batches_writer(path, record, video.n_clips(d)) as add_clip:
-                boxes, objects_per_clip = run(add_clip=add_clip)
-        else:
-            boxes, objects_per_clip = run()
+    for video, (boxes, objects_per_clip, done_before) in zip(
+            videos, map_videos(per_video, videos, f"{split} objects", context.ray)):
         boxes_by_key[pickle_key(video)] = boxes
         summary.add(objects_per_clip)
+        summary.skipped += done_before
     if job.save_pickle:
         save_boxes_pickle(pickle_path, boxes_by_key)
     return summary
@@ -253,10 +276,9 @@ def run_object_detection(context, options):
     if not jobs:
         raise VPCError("nothing to do: --train_od / --test_od and the pickle flags leave no split to process")
 
-    @functools.cache
-    def get_detector():     # loaded on first use: a run that needs no detection needs no weights
-        return make_detector(options.detector, options.yolo_weights, batch_size=options.batch_size)
-
+    # Loaded on first use (a run that needs no detection needs no weights), once per Ray worker with --ray.
+    get_detector = model_getter(context.ray, make_detector, options.detector, options.yolo_weights, None,
+                                options.batch_size)
     with work_lock(work.root, work.dataset, work.dataset_folders()):
         summaries = [run_split(job, context, work, get_detector, options) for job in jobs]
     for summary in summaries:

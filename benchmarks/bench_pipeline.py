@@ -12,14 +12,12 @@ backbone runs with random weights unless --clip_weights is given.
 import argparse
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psutil  # noqa: E402
 import torch  # noqa: E402
 
 from extra.cli import RunContext  # noqa: E402
@@ -35,33 +33,7 @@ from Memorization.options import PUBLISHED_BANKS, MemorizationRun, MethodConfig 
 from Memorization.pipeline import score_videos, training_features  # noqa: E402
 from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
 
-
-class PeakMemory:
-    """Peak resident memory of this process while a block runs (sampled), and CUDA's peak."""
-
-    def __init__(self, interval=0.01):
-        self.interval, self.process = interval, psutil.Process()
-
-    @contextmanager
-    def measure(self, result):
-        peak, stop = [self.process.memory_info().rss], threading.Event()
-
-        def sample():
-            while not stop.wait(self.interval):
-                peak[0] = max(peak[0], self.process.memory_info().rss)
-
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        thread = threading.Thread(target=sample, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-            result["rss_mib"] = max(peak[0], self.process.memory_info().rss) / 2 ** 20
-            if torch.cuda.is_available():
-                result["cuda_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+from measure import PeakMemory  # noqa: E402
 
 
 @contextmanager

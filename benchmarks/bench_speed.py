@@ -1,29 +1,36 @@
-"""Where the time goes: the Memorization stage step by step, the encoder against the machine's
-matrix-product rate, and the official code's style against ours, all in one run on the same data.
+"""Where the time goes, and how much faster than the official code's computation: the Memorization
+stage both ways on the same generated data, step by step, the encoder against the machine's
+matrix-product rate, scoring and the coreset against the official loops, all in one run.
 
     python benchmarks/bench_speed.py [--quick] [--threads 2] [--bank_rows N] [--n_frames N] [--consecutive d]
 
-1. Generates an Avenue-layout demo dataset (2 training and 2 test videos), detects objects with
-   the motion detector, then runs the whole Memorization stage (``run_memorization``: features,
-   coreset, label-free calibration, scoring, evaluation) with CLIP RN101 taps with random weights,
-   timing the library calls it makes. Each row counts its own time only: a wrapped call made
-   inside another (the encoder inside the calibration, HDF5 reads inside ``fit``) counts to its
-   own row, and the "incl. nested" column gives each row's time with what it called.
-2. Images/s of the taps at batch sizes 1, 4 and 16 (224 x 224, float32), their FLOP rate
-   (``FlopCounterMode``) beside the best float32 2048^3 matmul rate of the machine.
-3. Official style vs ours: the full CLIP visual tower (layer4 and attention pool included, taps
-   hooked on layer2/layer3) vs ``ResNetTaps``; the per-object ``torch.cdist`` scoring loop vs
-   ``object_scores``; a Python-loop greedy coreset vs ``greedy_coreset_indices``.
+1. The official computation, reimplemented here from SPEC.md on the library's own glue: the
+   whole CLIP RN101 visual tower (layer4 and attention pool included, taps hooked on
+   layer2/layer3, BatchNorm unfolded), per-object ``torch.cdist`` scoring and the Python-loop
+   greedy coreset; then ours (the folded taps, the blocked float32 search with its float64
+   recheck, the product-form coreset). Both run the published method (no label-free calibration)
+   on an Avenue-layout demo dataset (2 training and 2 test videos) with CLIP RN101 random
+   weights; the stage's seconds, the speed-up and both AUROCs are printed.
+2. Our run step by step. Each row counts its own time only: a wrapped call made inside another
+   (HDF5 reads inside ``fit``) counts to its own row, and the "incl. nested" column gives each
+   row's time with what it called.
+3. Images/s of the encoder at batch sizes 1, 4 and 16 (224 x 224, float32): the official tower,
+   our taps in the published layer sequence and folded; their FLOP rate (``FlopCounterMode``)
+   beside the best float32 2048^3 matmul rate of the machine.
+4. Scoring 40 objects of 49 patches against a ShanghaiTech-sized spatial bank (4,000,000 x 64):
+   the per-object ``torch.cdist`` loop vs ``object_scores``; a greedy coreset of 1 % of
+   100,000 x 64: the Python loop vs ``greedy_coreset_indices`` (same indices).
 
-``--quick`` (10-frame videos, clips of 5, a 100,000-row bank) takes about 45 s on 2 idle CPU
-threads (AMD EPYC) and up to about 3 minutes when other jobs share the cores; the full run (40-frame
-videos, Avenue's clips of 10, a 1,000,000-row bank) takes about 3.5 minutes there, three quarters
-of it the encoder.
+``--quick`` (10-frame videos, clips of 5, a 200,000-row bank, a 20,000-row coreset input) takes
+about 2 minutes on 2 idle CPU threads; the full run (40-frame videos, Avenue's clips of 10) about
+12 minutes, most of it the official stage and the official scoring loop.
 """
 import argparse
 import contextlib
+import dataclasses
 import functools
 import io
+import shutil
 import sys
 import tempfile
 import time
@@ -40,8 +47,9 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import extra.datasets  # noqa: E402
 import Memorization.backbone  # noqa: E402
+import Memorization.banks  # noqa: E402
+import Memorization.coreset  # noqa: E402
 import Memorization.pipeline  # noqa: E402
-import Memorization.pseudo  # noqa: E402
 from extra.cli import RunContext  # noqa: E402
 from extra.config import DATASETS  # noqa: E402
 from extra.device import device_description  # noqa: E402
@@ -59,7 +67,7 @@ from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # n
 SIZE = features.INPUT_SIZE
 
 
-# --- 1. the Memorization stage, step by step --------------------------------------------------------
+# --- the step timer ------------------------------------------------------------------------------------
 
 class StepTimer:
     """Seconds per named step of wrapped calls: self time (nested wrapped calls subtracted) and
@@ -124,10 +132,10 @@ class TimedBackbone(torch.nn.Module):
             return self.backbone(images)
 
 
-ENCODER = "encoder forward (ResNetTaps)"
+ENCODER = "encoder forward"
 # (owner, attribute, step): the library calls timed in the stage; order = the table's order.
 STEPS = (
-    (Memorization.backbone, "load_backbone", "backbone load (random RN101, fp16-rounded)"),
+    (Memorization.backbone, "load_backbone", "backbone load (random RN101, fp16-rounded, folded)"),
     (extra.datasets, "read_frame", "reading frames (cv2.imread)"),
     (features, "frames_to_input", "global input prep (frames_to_input: resize, scale)"),
     (features, "local_feature_set", "local input prep (crops to float, 64 -> 224 interpolate)"),
@@ -136,16 +144,12 @@ STEPS = (
     (features, "compress_channels", "pooling / compression after the encoder"),
     (features, "_object_major", "pooling / compression after the encoder"),
     (features, "global_features", "pooling / compression after the encoder"),
-    (Memorization.pseudo, "global_features", "pooling / compression after the encoder"),
     (features, "write_clip_file", "HDF5 writes (files, clips, checksums)"),
     (ClipFileWriter, "add", "HDF5 writes (files, clips, checksums)"),
     (ClipFile, "__init__", "HDF5 reads (records, clips, checksums)"),
     (ClipFile, "clip", "HDF5 reads (records, clips, checksums)"),
-    (VideoPatchCore, "fit", "coreset (VideoPatchCore.fit; calibration's held-out coresets)"),
-    (Memorization.pseudo, "subsample", "coreset (VideoPatchCore.fit; calibration's held-out coresets)"),
-    (VideoPatchCore, "score_banks", "scoring (score_banks; calibration's score_clips)"),
-    (Memorization.pseudo, "score_clips", "scoring (score_banks; calibration's score_clips)"),
-    (Memorization.pseudo, "label_free_calibration", "label-free calibration (recipes, calibrate)"),
+    (VideoPatchCore, "fit", "coreset (VideoPatchCore.fit)"),
+    (VideoPatchCore, "score_banks", "scoring (VideoPatchCore.score_banks)"),
     (Memorization.pipeline, "evaluate", "evaluation grid (evaluate)"),
 )
 
@@ -170,16 +174,81 @@ def instrumented(timer, stack, encoders):
         stack.enter_context(mock.patch.object(owner, attribute, wrapper))
 
 
+# --- the official computation, reimplemented from SPEC.md ----------------------------------------------
+
+class OfficialTower(torch.nn.Module):
+    """CLIP's whole ModifiedResNet (RN101: layer4, attention pool) holding the taps' weights up to
+    layer3 (the rest random), BatchNorm unfolded, with hooks keeping the layer2 and layer3 outputs,
+    as the official code taps them; it answers to the library as a backbone does."""
+
+    def __init__(self, taps):
+        super().__init__()
+        layers, width = ARCHITECTURES["RN101"]
+        self.tower = ModifiedResNet(layers=(*layers, 3), output_dim=512, heads=width * 32 // 64,
+                                    input_resolution=SIZE, width=width)
+        convert_weights(self.tower)
+        self.tower.float().eval()
+        self.tower.load_state_dict(taps.state_dict(), strict=False)
+        self.taps = {}
+        for name in ("layer2", "layer3"):
+            getattr(self.tower, name).register_forward_hook(
+                lambda _, __, out, name=name: self.taps.__setitem__(name, out))
+        self.device, self.name, self.random_weights = taps.device, taps.name, taps.random_weights
+        self.description, self.identity = taps.description, taps.identity
+
+    def forward(self, images):
+        self.tower(images.type(self.tower.conv1.weight.dtype))
+        return self.taps["layer2"].float(), self.taps["layer3"].float()
+
+
+def cdist_scores(patches, n_objects, bank, power=1, **_):
+    """The official per-object loop: each object's max over patches of the min cdist to the bank."""
+    if n_objects == 0:
+        return patches.new_zeros(0)
+    return torch.stack([torch.cdist(rows, bank).min(dim=1).values.max() ** power
+                        for rows in patches.view(n_objects, -1, patches.shape[1])])
+
+
+def python_greedy(points, n_select, *_):
+    """The official-style greedy coreset: distances to the newest centre with torch.linalg.norm, a
+    running min vector, the argmax taken to Python every step."""
+    chosen = [0]
+    nearest = torch.linalg.norm(points - points[0], dim=1)
+    for _ in range(max(n_select, 1) - 1):
+        index = int(torch.argmax(nearest))
+        chosen.append(index)
+        nearest = torch.minimum(nearest, torch.linalg.norm(points - points[index], dim=1))
+    return torch.tensor(chosen)
+
+
+@contextlib.contextmanager
+def official_computation():
+    """The stage's encoder, scoring and coreset replaced by the official code's, for its duration."""
+    load = Memorization.backbone.load_backbone
+
+    def load_official(*args, **kwargs):
+        return OfficialTower(load(*args, **{**kwargs, "form": "published"}))
+
+    with mock.patch.object(Memorization.backbone, "load_backbone", load_official), \
+            mock.patch.object(Memorization.banks, "object_scores", cdist_scores), \
+            mock.patch.object(Memorization.coreset, "greedy_coreset_indices", python_greedy):
+        yield
+
+
+# --- 1 and 2. the Memorization stage both ways, ours step by step -------------------------------------
+
 def demo_data(root, args):
-    """The generated dataset, its context and a run of the published method with random weights."""
+    """The generated dataset with objects detected, and a run of the published method (random
+    weights, no label-free calibration) in ``root / work``."""
     settings, d = DATASETS["avenue"], args.consecutive
     make_demo(root / "data", "avenue", seed=0, n_train=2, n_test=2, n_frames=args.n_frames, width=args.width,
               height=args.height)
     context = RunContext(settings=settings, consecutive=d, data_root=root / "data", work_dir=root / "work")
+    run_object_detection(context, DetectionOptions(detector="motion"))
     method = MethodConfig(settings.name, d, settings.cnl_pool, settings.pool_for_sm,
                           settings.power_n, ratios=dict.fromkeys(PUBLISHED_BANKS, settings.coreset_ratio),
                           backbone="RN101", random_weights=True)
-    return context, MemorizationRun(context, method, FusionWeights.chosen(0.5, 0.5, 0))
+    return MemorizationRun(context, method, FusionWeights.chosen(0.5, 0.5, 0), label_free=False)
 
 
 @contextlib.contextmanager
@@ -194,27 +263,45 @@ def quiet():
         raise
 
 
-def stage_breakdown(root, args):
-    """(detection seconds, stage seconds, StepTimer, images through the encoder) on generated data."""
-    with quiet():
-        context, run = demo_data(root, args)
+def fresh_work(run, name):
+    """The same run in a copy of its working directory as detection left it (features, banks and
+    results made anew)."""
+    work_dir = run.context.work_dir.parent / name
+    shutil.copytree(run.context.work_dir, work_dir)
+    return dataclasses.replace(run, context=dataclasses.replace(run.context, work_dir=work_dir))
+
+
+def timed_stage(run, stack_setup):
+    """(seconds, results, StepTimer, images through the encoder) of the stage run under ``stack_setup``."""
+    timer, encoders = StepTimer(), []
+    with quiet(), contextlib.ExitStack() as stack:
+        stack_setup(stack)
+        instrumented(timer, stack, encoders)
         start = time.perf_counter()
-        run_object_detection(context, DetectionOptions(detector="motion"))
-        detection = time.perf_counter() - start
-        timer, encoders = StepTimer(), []
-        with contextlib.ExitStack() as stack:
-            instrumented(timer, stack, encoders)
-            start = time.perf_counter()
-            run_memorization(run)
-            stage = time.perf_counter() - start
-    return detection, stage, timer, sum(encoder.images for encoder in encoders)
+        results = run_memorization(run)
+        seconds = time.perf_counter() - start
+    return seconds, results, timer, sum(encoder.images for encoder in encoders)
 
 
-def print_breakdown(detection, stage, timer, images, args):
-    print(f"## 1. Memorization stage on generated data: {stage:.1f} s\n")
+def micro_total(results):
+    return results["protocol"]["total"]["auroc"]
+
+
+def print_stages(official, ours, args):
+    print("## 1. The Memorization stage, official computation vs ours (same data, weights and threads)\n")
     print(f"2 training + 2 test videos of {args.n_frames} frames ({args.width} x {args.height}), clips of "
-          f"{args.consecutive}; motion detection before it: {detection:.1f} s; "
-          f"{images} images through the encoder.\n")
+          f"{args.consecutive}; CLIP RN101 with random weights; {ours[3]} images through the encoder; "
+          f"no label-free calibration.\n")
+    print("| run | seconds | encoder images/s | protocol AUROC (micro, total) |")
+    print("|---|---|---|---|")
+    for title, (seconds, results, timer, images) in (("official computation", official), ("ours", ours)):
+        print(f"| {title} | {seconds:.1f} | {images / timer.own[ENCODER]:.2f} | {micro_total(results):.4%} |")
+    print(f"\nspeed-up: {official[0] / ours[0]:.2f}x end to end; AUROC difference "
+          f"{abs(micro_total(official[1]) - micro_total(ours[1])):.1e}\n")
+
+
+def print_breakdown(stage, timer):
+    print(f"## 2. Our stage step by step: {stage:.1f} s\n")
     print("| step | seconds | share of the stage | calls | seconds incl. nested |")
     print("|---|---|---|---|---|")
     names = list(dict.fromkeys(name for _, _, name in STEPS))
@@ -227,7 +314,7 @@ def print_breakdown(detection, stage, timer, images, args):
     print(f"| **stage total** | {stage:.2f} | 100% | | |\n")
 
 
-# --- 2. encoder throughput against the matrix-product rate -----------------------------------------
+# --- 3. encoder throughput against the matrix-product rate -----------------------------------------
 
 def best_seconds(function, repeats):
     """Best wall time of ``repeats`` calls, after one warm-up call."""
@@ -258,68 +345,29 @@ def throughput(model, batch, repeats):
     return batch / best_seconds(lambda: model(images), repeats)
 
 
-def print_encoder(taps, args):
-    flops = forward_flops(taps, torch.randn(1, 3, SIZE, SIZE))
+def print_encoder(published, folded, args):
+    encoders = (("official tower (whole RN101, BatchNorm)", OfficialTower(published)),
+                ("taps, published layers", published), ("taps, folded, channels-last", folded))
+    one = torch.randn(1, 3, SIZE, SIZE)
+    flops = {title: forward_flops(model, one) for title, model in encoders}
+    with torch.no_grad():
+        difference = max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(folded(one), published(one)))
     peak = matmul_gflops()
-    print("## 2. Encoder throughput (ResNetTaps RN101, 224 x 224 float32, random weights)\n")
-    print(f"one image: {flops / 1e9:.2f} GFLOP (FlopCounterMode); float32 2048^3 matmul: {peak:.1f} GFLOP/s "
-          f"(best of 5)\n")
-    print("| batch | images/s | GFLOP/s | share of matmul rate |")
-    print("|---|---|---|---|")
-    for batch in (1, 4, 16):
-        rate = throughput(taps, batch, args.repeats)
-        achieved = rate * flops / 1e9
-        print(f"| {batch} | {rate:.2f} | {achieved:.1f} | {achieved / peak:.0%} |")
+    print("## 3. Encoder throughput (RN101, 224 x 224 float32, random weights)\n")
+    print(f"GFLOP per image: official tower {flops[encoders[0][0]] / 1e9:.2f}, taps {flops[encoders[1][0]] / 1e9:.2f} "
+          f"(FlopCounterMode); float32 2048^3 matmul: {peak:.1f} GFLOP/s (best of 5); folded taps vs published: "
+          f"max relative difference {difference:.1e}\n")
+    print("| encoder | batch | images/s | GFLOP/s | share of matmul rate |")
+    print("|---|---|---|---|---|")
+    for title, model in encoders:
+        for batch in (1, 4, 16):
+            rate = throughput(model, batch, args.repeats)
+            achieved = rate * flops[title] / 1e9
+            print(f"| {title} | {batch} | {rate:.2f} | {achieved:.1f} | {achieved / peak:.0%} |")
     print()
 
 
-# --- 3. official style vs ours ----------------------------------------------------------------------
-
-def full_tower(taps):
-    """CLIP's whole ModifiedResNet (RN101: layer4, attention pool) holding the taps' weights up to
-    layer3 (the rest random), with hooks keeping layer2 and layer3 outputs, as the official code taps them."""
-    layers, width = ARCHITECTURES["RN101"]
-    tower = ModifiedResNet(layers=(*layers, 3), output_dim=512, heads=width * 32 // 64, input_resolution=SIZE,
-                           width=width)
-    convert_weights(tower)
-    tower.float().eval()
-    tower.load_state_dict(taps.state_dict(), strict=False)
-    tower.taps = {}
-    for name in ("layer2", "layer3"):
-        getattr(tower, name).register_forward_hook(lambda _, __, out, name=name: tower.taps.__setitem__(name, out))
-    return tower
-
-
-@torch.no_grad()
-def compare_towers(taps, batch, repeats):
-    tower = full_tower(taps)
-    images = torch.randn(batch, 3, SIZE, SIZE)
-    official = best_seconds(lambda: tower(images), repeats)        # the hooks keep the last call's taps
-    ours = best_seconds(lambda: taps(images), repeats)
-    layer2, layer3 = taps(images)
-    difference = max((layer2 - tower.taps["layer2"]).abs().max().item(),
-                     (layer3 - tower.taps["layer3"]).abs().max().item())
-    one = images[:1]
-    return official, ours, difference, forward_flops(tower, one) / forward_flops(taps, one)
-
-
-def cdist_scores(patches, n_objects, bank):
-    """The official per-object loop: each object's max over patches of the min cdist to the bank."""
-    return torch.stack([torch.cdist(rows, bank).min(dim=1).values.max()
-                        for rows in patches.view(n_objects, -1, patches.shape[1])])
-
-
-def python_greedy(points, n_select):
-    """The official-style greedy coreset: distances to the newest centre with torch.linalg.norm, a
-    running min vector, the argmax taken to Python every step."""
-    chosen = [0]
-    nearest = torch.linalg.norm(points - points[0], dim=1)
-    for _ in range(n_select - 1):
-        index = int(torch.argmax(nearest))
-        chosen.append(index)
-        nearest = torch.minimum(nearest, torch.linalg.norm(points - points[index], dim=1))
-    return torch.tensor(chosen)
-
+# --- 4. scoring and coreset against the official loops --------------------------------------------
 
 def timed(function):
     start = time.perf_counter()
@@ -327,33 +375,26 @@ def timed(function):
     return time.perf_counter() - start, value
 
 
-def print_comparisons(taps, args):
+def print_search(args):
     generator = torch.Generator().manual_seed(0)
-    print("## 3. Official style vs ours (same inputs)\n")
-    print("| comparison | official style | ours | official / ours | agreement |")
+    print("## 4. Scoring and coreset, official loops vs ours (same inputs)\n")
+    print("| comparison | official | ours | official / ours | agreement |")
     print("|---|---|---|---|---|")
-
-    official, ours, difference, flop_ratio = compare_towers(taps, args.tower_batch, args.repeats)
-    print(f"| (a) encoder, batch {args.tower_batch}: full CLIP RN101 tower vs ResNetTaps (images/s) | "
-          f"{args.tower_batch / official:.2f} | {args.tower_batch / ours:.2f} | {official / ours:.2f} | "
-          f"taps max abs diff {difference:.1e}; FLOP ratio {flop_ratio:.2f} |")
-
     n_objects, per_object = 40, 49
     bank = torch.randn(args.bank_rows, 64, generator=generator)
     patches = torch.randn(n_objects * per_object, 64, generator=generator)
     official, reference = timed(lambda: cdist_scores(patches, n_objects, bank))
     ours, scores = timed(lambda: object_scores(patches, n_objects, bank, power=1))
     relative = ((scores.double() - reference.double()).abs() / reference.double()).max().item()
-    print(f"| (b) scoring {n_objects} objects x {per_object} patches, bank {args.bank_rows} x 64: cdist loop vs "
-          f"object_scores (s) | {official:.2f} | {ours:.2f} | {official / ours:.2f} | "
-          f"max rel diff {relative:.1e} |")
+    print(f"| scoring {n_objects} objects x {per_object} patches, bank {args.bank_rows:,} x 64: per-object cdist "
+          f"vs object_scores (s) | {official:.2f} | {ours:.2f} | {official / ours:.1f} | max rel diff {relative:.1e} |")
 
     points = torch.randn(args.coreset_rows, 64, generator=generator)
     n_select = int(0.01 * args.coreset_rows)
     official, reference = timed(lambda: python_greedy(points, n_select))
     ours, indices = timed(lambda: greedy_coreset_indices(points, n_select))
-    print(f"| (c) greedy coreset {n_select} of {args.coreset_rows} x 64: Python loop vs greedy_coreset_indices (s) | "
-          f"{official:.2f} | {ours:.2f} | {official / ours:.2f} | "
+    print(f"| greedy coreset {n_select:,} of {args.coreset_rows:,} x 64: Python loop vs greedy_coreset_indices (s) | "
+          f"{official:.2f} | {ours:.2f} | {official / ours:.1f} | "
           f"indices identical: {'yes' if torch.equal(reference, indices) else 'NO'} |\n")
 
 
@@ -363,26 +404,33 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch (and OpenCV) threads")
     parser.add_argument("--n_frames", type=int, default=None, help="frames per generated video (40; --quick 10)")
     parser.add_argument("--consecutive", type=int, default=None,
-                        help="frames per clip (Avenue's 10; --quick 5: the calibration needs 2 clips per video)")
+                        help="frames per clip (Avenue's 10; --quick 5)")
     parser.add_argument("--width", type=int, default=640, help="generated frame width (Avenue's)")
     parser.add_argument("--height", type=int, default=360, help="generated frame height (Avenue's)")
-    parser.add_argument("--bank_rows", type=int, default=None, help="synthetic bank rows (1000000; --quick 100000)")
+    parser.add_argument("--bank_rows", type=int, default=None,
+                        help="synthetic bank rows (4000000, ShanghaiTech's spatial bank; --quick 200000)")
     args = parser.parse_args()
     args.n_frames = args.n_frames or (10 if args.quick else 40)
     args.consecutive = args.consecutive or (5 if args.quick else DATASETS["avenue"].consecutive)
-    args.bank_rows = args.bank_rows or (100_000 if args.quick else 1_000_000)
+    args.bank_rows = args.bank_rows or (200_000 if args.quick else 4_000_000)
     args.coreset_rows = 20_000 if args.quick else 100_000
-    args.repeats, args.tower_batch = (1, 8) if args.quick else (3, 16)
+    args.repeats = 1 if args.quick else 3
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
 
     print(f"# Speed: {device_description('cpu')}; torch {torch.__version__}\n")
     with tempfile.TemporaryDirectory(prefix="vpc_speed_") as folder:
-        print_breakdown(*stage_breakdown(Path(folder), args), args)
+        with quiet():
+            run = demo_data(Path(folder), args)
+        official = timed_stage(fresh_work(run, "official"), lambda stack: stack.enter_context(official_computation()))
+        ours = timed_stage(fresh_work(run, "ours"), lambda stack: None)
+    print_stages(official, ours, args)
+    print_breakdown(ours[0], ours[2])
     with quiet():
-        taps = Memorization.backbone.load_backbone("RN101", device="cpu", random_weights=True)
-    print_encoder(taps, args)
-    print_comparisons(taps, args)
+        published = Memorization.backbone.load_backbone("RN101", device="cpu", random_weights=True, form="published")
+        folded = Memorization.backbone.load_backbone("RN101", device="cpu", random_weights=True, form="folded")
+    print_encoder(published, folded, args)
+    print_search(args)
 
 
 if __name__ == "__main__":

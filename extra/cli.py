@@ -7,6 +7,7 @@ from pathlib import Path
 from extra import config
 from extra.config import DATASETS, DatasetSettings
 from extra.errors import VPCError
+from extra.sharding import RayCluster, ray_cluster
 
 _TRUE = {"yes", "true", "t", "y", "1"}
 _FALSE = {"no", "false", "f", "n", "0"}
@@ -49,7 +50,18 @@ def base_parser(description):
                         help="folder holding the datasets (default: $VPC_DATA_ROOT, then extra/config.py)")
     parser.add_argument("--work_dir", default=None,
                         help="working directory (default: $VPC_WORK_DIR, then extra/config.py)")
+    add_ray_arguments(parser)
     return parser
+
+
+def add_ray_arguments(parser):
+    """--ray and --ray_cpus: the videos as tasks on Ray workers (extra.sharding); absent, one process."""
+    parser.add_argument("--ray", default=None, metavar="auto|ADDRESS|local",
+                        help="run each video as a task on Ray workers: auto joins the cluster this machine is "
+                             "part of (ray start), ADDRESS is a cluster head's, local starts Ray here (default: "
+                             "one process, no Ray; Ray installs with: pip install -r requirements-ray.txt)")
+    parser.add_argument("--ray_cpus", type=int, default=None,
+                        help="with --ray local: CPUs given to Ray, the videos run at once (default: this machine's)")
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ class RunContext:
     consecutive: int
     data_root: Path
     work_dir: Path          # already includes work_num
+    ray: RayCluster = None  # where the videos run (--ray); None: in this process
 
 
 def dataset_settings(name):
@@ -84,4 +97,5 @@ def resolve_context(args):
     work_dir = resolve_path(args.work_dir, "VPC_WORK_DIR", config.work_dir)
     if args.work_num >= 0:
         work_dir = work_dir / str(args.work_num)
-    return RunContext(settings=settings, consecutive=consecutive, data_root=data_root, work_dir=work_dir)
+    return RunContext(settings=settings, consecutive=consecutive, data_root=data_root, work_dir=work_dir,
+                      ray=ray_cluster(args.ray, args.ray_cpus))

@@ -1,10 +1,14 @@
-"""Test fixtures shared by several test files."""
+"""Test fixtures shared by several test files (and what Ray workers must import: tests/ is not on their path)."""
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 import cv2
 import h5py
 import numpy as np
 
 from extra.config import DATASETS
-from extra.datasets import list_videos, normalize_frame
+from extra.datasets import Video, list_videos, normalize_frame
 from extra.store import clip_key
 from extra.workdir import WorkDir
 
@@ -54,3 +58,55 @@ def small_random_checkpoint(path):
     convert_weights(model)
     model.random_weights, model.random_seed = True, 0
     return save_checkpoint(model, path)
+
+
+@dataclass
+class DyingVideo(Video):
+    """A video whose reader kills its process after the first clip, the first time only (the marker
+    file remembers): a Ray worker lost mid-video, its file half written."""
+
+    marker: Path = None
+
+    def iter_clips(self, consecutive, clip_indices=None):
+        for number, clip in enumerate(super().iter_clips(consecutive, clip_indices)):
+            if number == 1 and not self.marker.exists():
+                self.marker.touch()
+                os._exit(1)
+            yield clip
+
+
+# What the stages write per video and per bank (WORK_README.md).
+STAGE_OUTPUTS = ("objects/**/*", "l_features/**/*", "g_features/**/*")
+
+
+def stage_outputs(work, patterns=STAGE_OUTPUTS):
+    """The files under ``work`` that match ``patterns``, relative, sorted."""
+    work = Path(work)
+    return sorted({str(p.relative_to(work)) for pattern in patterns for p in work.glob(pattern) if p.is_file()})
+
+
+def clip_file_content(path):
+    """A clip file's datasets (values with their dtype, attributes) and file attributes, but the
+    extraction timing that feature files record (it differs from run to run)."""
+    from Memorization.features import TIMING_ATTRIBUTE
+
+    def plain(attributes):
+        return {key: np.asarray(value).tolist() for key, value in attributes.items() if key != TIMING_ATTRIBUTE}
+
+    with h5py.File(path, "r") as f:
+        return ({key: (str(f[key].dtype), f[key][()].tolist(), plain(f[key].attrs)) for key in f}, plain(f.attrs))
+
+
+def output_differences(expected, actual, patterns=STAGE_OUTPUTS):
+    """The outputs of two working directories that are not identical: files one lacks, feature files
+    whose content differs (``clip_file_content``), any other file whose bytes differ. Empty: identical."""
+    expected, actual = Path(expected), Path(actual)
+    names, others = stage_outputs(expected, patterns), stage_outputs(actual, patterns)
+    differences = sorted(set(names) ^ set(others))
+    for name in sorted(set(names) & set(others)):
+        if (expected / name).read_bytes() == (actual / name).read_bytes():
+            continue
+        is_features = name.endswith(".h5") and name.split("/")[0].endswith("_features")
+        if not is_features or clip_file_content(expected / name) != clip_file_content(actual / name):
+            differences.append(name)
+    return differences

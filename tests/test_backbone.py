@@ -6,8 +6,8 @@ from clip.model import ModifiedResNet, convert_weights
 from torch import nn
 
 from extra.errors import VPCError
-from Memorization.backbone import (RANDOM_MARKER, build_random, load_backbone, model_from_state_dict,
-                                   save_checkpoint)
+from Memorization.backbone import (RANDOM_MARKER, build_random, fold_batchnorm, load_backbone,
+                                   model_from_state_dict, save_checkpoint)
 
 TINY = dict(layers=(1, 2, 1, 1), output_dim=16, heads=2, input_resolution=32, width=8)
 
@@ -27,7 +27,7 @@ def is_fp16_rounded(tensor):
 
 @pytest.fixture(scope="module")
 def rn101_checkpoint(tmp_path_factory):
-    model = load_backbone("RN101", device="cpu", random_weights=True)
+    model = load_backbone("RN101", device="cpu", random_weights=True, form="published")
     path = save_checkpoint(model, tmp_path_factory.mktemp("weights") / "rn101_random.pt")
     return model, path
 
@@ -35,7 +35,7 @@ def rn101_checkpoint(tmp_path_factory):
 def test_rn101_random_checkpoint_loads_back_through_the_user_path(rn101_checkpoint, capsys):
     random_model, path = rn101_checkpoint
     assert random_model.random_weights and "RANDOM WEIGHTS (not pretrained" in random_model.description
-    loaded = load_backbone(str(path), device="cpu")
+    loaded = load_backbone(str(path), device="cpu", form="published")
     assert "RANDOM WEIGHTS (not pretrained" in capsys.readouterr().err     # said again when loaded back
     assert loaded.random_weights and loaded.name == "RN101"
     assert loaded.layers == (3, 4, 23) and loaded.width == 64
@@ -54,6 +54,63 @@ def test_rn101_random_checkpoint_loads_back_through_the_user_path(rn101_checkpoi
     weights = conv_weights(loaded)
     assert len(weights) == 96 and all(p.dtype == torch.float32 for p in weights.values())   # CPU: float32
     assert all(is_fp16_rounded(p) for p in weights.values())
+
+
+def relative_difference(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def test_folded_rn101_loaded_by_default_on_cpu_keeps_the_taps_and_the_identity(rn101_checkpoint):
+    published, path = rn101_checkpoint
+    folded = load_backbone(str(path), device="cpu")
+    assert folded.folded and not published.folded
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert folded.identity() == published.identity()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for tap, expected in zip(folded(x), published(x)):
+            assert tap.is_contiguous() and relative_difference(tap, expected) < 1e-4
+
+
+def random_batchnorm_statistics(model, seed=3):
+    """Statistics far from the initial identity, so a wrong fold shows in the taps."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) * 3 + 0.2)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.5)
+
+
+def test_fold_batchnorm_equals_the_published_layers_within_1e_4():
+    resnet = tiny_resnet()
+    random_batchnorm_statistics(resnet)
+    convert_weights(resnet)
+    state = {f"visual.{k}": v for k, v in resnet.state_dict().items()}
+    published = model_from_state_dict(state).float()
+    folded = fold_batchnorm(model_from_state_dict(state).float())
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        taps, expected = folded(x), published(x)
+        unfolded_batchnorm = published.bn1
+        published.bn1 = nn.Identity()               # one BatchNorm left out: far off, so the check can fail
+        wrong = published(x)
+    for tap, reference, off in zip(taps, expected, wrong):
+        assert relative_difference(tap, reference) < 1e-4
+        assert relative_difference(off, reference) > 1e-3
+    assert unfolded_batchnorm.running_var.max() > 2     # the statistics were not the identity
+    assert folded.conv1.bias is not None and isinstance(folded.bn1, nn.Identity)
+    assert isinstance(folded.layer1[0].downsample[2], nn.Identity)
+
+
+def test_folded_encoder_cannot_be_saved_and_forms_are_checked(tmp_path):
+    with pytest.raises(VPCError, match="folded encoder cannot be saved"):
+        save_checkpoint(load_backbone("RN50", device="cpu", random_weights=True), tmp_path / "w.pt")
+    assert not (tmp_path / "w.pt").exists()
+    with pytest.raises(VPCError, match="unknown encoder form 'fast'"):
+        load_backbone("RN50", device="cpu", random_weights=True, form="fast")
 
 
 def test_taps_equal_clip_resnet_layer2_and_layer3():
@@ -82,7 +139,7 @@ def test_weights_are_rounded_to_fp16_but_batchnorm_is_not(tmp_path):
     assert torch.all(model.conv1.weight == torch.tensor(0.1).half())
     assert torch.all(model.bn1.weight == torch.tensor(1 / 3))                # float32 value kept
     torch.save(state, tmp_path / "float32.pt")
-    cpu = load_backbone(str(tmp_path / "float32.pt"), device="cpu")
+    cpu = load_backbone(str(tmp_path / "float32.pt"), device="cpu", form="published")
     assert cpu.conv1.weight.dtype == torch.float32
     assert torch.all(cpu.conv1.weight == torch.tensor(0.1).half().float())
     assert not torch.all(cpu.conv1.weight == torch.tensor(0.1))
@@ -113,7 +170,7 @@ def test_torchscript_archive_is_read_like_clip_load(tmp_path):
     original = Clip().eval()
     archive = torch.jit.trace(original, torch.zeros(1, 3, 32, 32))
     torch.jit.save(archive, str(tmp_path / "tiny_jit.pt"))
-    loaded = load_backbone(str(tmp_path / "tiny_jit.pt"), device="cpu")
+    loaded = load_backbone(str(tmp_path / "tiny_jit.pt"), device="cpu", form="published")
     reference = original.visual.state_dict()
     for name, tensor in loaded.state_dict().items():
         expected = reference[name]

@@ -4,6 +4,7 @@ import torch
 from sklearn.random_projection import SparseRandomProjection
 
 from extra.errors import VPCError
+import Memorization.coreset
 from Memorization.coreset import Coreset, build_memory_bank, coreset_size, greedy_coreset_indices, subsample
 
 LINE_X = [0.0, 10.0, 4.0, 7.0, 1.0, 2.0]
@@ -36,6 +37,37 @@ def test_greedy_zero_or_one_item_and_ties():
     assert greedy_coreset_indices(points, 1).tolist() == [0]
     # 5 and -5 are equally far from 0: the lower index wins
     assert greedy_coreset_indices(on_line([0.0, 5.0, -5.0]), 3).tolist() == [0, 1, 2]
+
+
+def published_greedy(points, n_select):
+    """The published loop: sums of squared differences to each new centre, a running minimum, argmax."""
+    chosen = [0]
+    nearest = ((points - points[0]) ** 2).sum(dim=1)
+    for _ in range(n_select - 1):
+        chosen.append(int(torch.argmax(nearest)))
+        nearest = torch.minimum(nearest, ((points - points[chosen[-1]]) ** 2).sum(dim=1))
+    return chosen
+
+
+def point_sets():
+    generator = torch.Generator().manual_seed(7)
+    yield "gaussian", torch.randn(3000, 16, generator=generator)
+    yield "positive, far from the origin", torch.relu(torch.randn(3000, 64, generator=generator)) + 50
+    # Small integers: many exactly equal distances, so the order rests on the lowest-index rule.
+    yield "integer lattice", torch.randint(0, 3, (800, 8), generator=generator).float()
+    yield "float64", torch.randn(2000, 8, generator=generator, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name, points", list(point_sets()), ids=lambda v: v if isinstance(v, str) else "")
+def test_product_form_gives_the_published_order(name, points, monkeypatch):
+    recomputed = []
+    original = Memorization.coreset.squared_distances
+    monkeypatch.setattr(Memorization.coreset, "squared_distances",
+                        lambda *a: recomputed.append(1) or original(*a))
+    monkeypatch.setattr(Memorization.coreset, "RECHECK_ELEMENTS", 1000)      # the recheck in pieces
+    assert greedy_coreset_indices(points, 400).tolist() == published_greedy(points, 400)
+    if name == "integer lattice":
+        assert recomputed          # ties were decided by the published values, not the product form
 
 
 def test_greedy_errors():

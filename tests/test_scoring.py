@@ -38,6 +38,40 @@ def test_chunking_matches_one_block_and_brute_force():
     torch.testing.assert_close(whole.double(), brute_force(patches, bank), rtol=1e-6, atol=0)
 
 
+def float32_expansion(patches, bank):
+    """The float32 search alone, uncentred: what the float64 recheck is there to correct."""
+    squared = (patches ** 2).sum(1)[:, None] + (bank ** 2).sum(1)[None, :] - 2 * patches @ bank.T
+    return squared.amin(1).clamp_min(0).sqrt()
+
+
+def test_float32_search_is_rechecked_in_float64_where_float32_cannot_tell():
+    # Two clusters far apart: centring on the bank's mean leaves norms of 30 for distances of
+    # 0.01, where float32 cannot rank neighbours; the recheck must give the float64 answer.
+    generator = torch.Generator().manual_seed(4)
+    offsets = torch.tensor([30.0, -30.0]).repeat_interleave(300)[:, None]
+    bank = (offsets + 0.01 * torch.randn(600, 8, generator=generator)).double()
+    patches = bank[::7] + 0.003 * torch.randn(86, 8, generator=generator, dtype=torch.float64)
+    expected = brute_force(patches, bank)
+    torch.testing.assert_close(nearest_distances(patches, bank, chunk_size=64), expected, rtol=1e-6, atol=0)
+    wrong = float32_expansion(patches.float(), bank.float()).double()
+    assert ((wrong - expected).abs() / expected).max() > 1e-3
+
+
+def test_float32_search_equals_a_float64_search_within_1e_6():
+    generator = torch.Generator().manual_seed(5)
+    bank = torch.rand(10_000, 64, generator=generator)
+    patches = torch.rand(1_000, 64, generator=generator)
+    expected = torch.cdist(patches.double(), bank.double(), compute_mode="donot_use_mm_for_euclid_dist").amin(1)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")     # a caller's TF32 / bfloat16 setting must not leak in
+    try:
+        distances = nearest_distances(patches, bank, chunk_size=512)
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    torch.testing.assert_close(distances.double(), expected, rtol=1e-6, atol=0)
+
+
 def test_small_distances_far_from_the_origin_stay_exact():
     # Vectors of norm ~ 100 * sqrt(64) that differ by ~ 1e-2: float32 ||a||^2 + ||b||^2 - 2ab
     # would lose every digit here.

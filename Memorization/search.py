@@ -1,0 +1,193 @@
+"""The nearest-neighbour search of the scores: exact (default), or a faiss index, whose error is measured.
+
+``search_nearest`` is the one dispatcher. "exact" is ``scoring.nearest_distances`` (the float64
+nearest distance). "faiss-flat" (IndexFlatL2) finds the nearest row in float32, "faiss-ivf"
+(IndexIVFFlat, ``ivf_lists`` lists, ``IVF_NPROBE`` probed) an approximately nearest one; both then
+recompute the distance to the row found in float64, so their only error is a wrong row. faiss is
+optional (requirements-faiss.txt) and imported only when asked for. A run with an approximate search
+measures it against the exact one on a fixed seeded sample of the test patches (``SearchCheck``)
+and prints, per bank, its recall@1 and the largest relative change of an object's score.
+"""
+import math
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from extra.errors import VPCError
+from Memorization.banks import stack_items
+from Memorization.options import SEARCHES
+from Memorization.scoring import nearest_distances
+
+IVF_NPROBE = 16
+CHECK_ROWS = 2000            # test patches of the error measurement per bank: an exact search of them is cheap
+CHECK_SEED = 0
+CHECK_CLIPS = 400           # clips drawn for it over all test videos, each bank
+# A row found counts as the nearest when its distance is the exact one to this relative tolerance:
+# the two float64 computations round differently, and an equally near row is as good.
+RECALL_TOLERANCE = 1e-9
+_INDEXES = {}                # (id of a bank tensor, search, device) -> its faiss index, dropped with the bank
+
+
+def faiss_module():
+    """faiss, or a one-line error saying how to install it."""
+    try:
+        import faiss
+    except ImportError:
+        raise VPCError("the faiss searches need faiss: pip install -r requirements-faiss.txt "
+                       "(make install-faiss)") from None
+    return faiss
+
+
+def ivf_lists(bank_rows):
+    """IVF lists of a bank: about sqrt(M), and at least 39 rows per list to train k-means on."""
+    return max(1, min(round(math.sqrt(bank_rows)), bank_rows // 39))
+
+
+def describe(search, bank_rows):
+    """The search's name, with the IVF's lists and probes."""
+    if search == "faiss-ivf":
+        return f"faiss-ivf (nlist {ivf_lists(bank_rows)}, nprobe {IVF_NPROBE})"
+    return search
+
+
+def centre_of(bank):
+    """The bank's mean in float32: faiss searches centred rows, whose smaller norms round less."""
+    return (bank.sum(dim=0, dtype=torch.float64) / bank.shape[0]).float().cpu()
+
+
+def build_index(bank, search, device):
+    """A faiss index of the centred bank; on the GPU when ``device`` is CUDA and faiss is a GPU build."""
+    faiss = faiss_module()
+    rows = np.ascontiguousarray((bank.detach().cpu().float() - centre_of(bank)).numpy())
+    dim = rows.shape[1]
+    if search == "faiss-flat":
+        index = faiss.IndexFlatL2(dim)
+    else:
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, ivf_lists(len(rows)))
+        index.train(rows)            # k-means with faiss's fixed seed: the same lists every run
+        index.nprobe = IVF_NPROBE
+    index.add(rows)
+    if device.type == "cuda" and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        resources = faiss.StandardGpuResources()
+        return faiss.index_cpu_to_gpu(resources, device.index or 0, index), resources
+    return index, None
+
+
+def faiss_index(bank, search, device):
+    """``build_index`` once per bank tensor (banks are never changed in place)."""
+    key = (id(bank), search, str(device))
+    if key not in _INDEXES:
+        _INDEXES[key] = build_index(bank, search, device)
+        weakref.finalize(bank, _INDEXES.pop, key, None)
+    return _INDEXES[key][0]
+
+
+def faiss_nearest(patches, bank, search):
+    """Float64 distance from each patch to the bank row a faiss index finds for it, (P,) on the patches' device."""
+    index = faiss_index(bank, search, patches.device)
+    queries = patches.detach().cpu().double()
+    centred = np.ascontiguousarray((queries - centre_of(bank)).float().numpy())
+    # Every probed list holds rows (faiss's k-means splits empty clusters), so a row is always found.
+    found = torch.from_numpy(index.search(centred, 1)[1][:, 0])
+    rows = bank[found.to(bank.device)].cpu().double()
+    return ((queries - rows) ** 2).sum(dim=1).sqrt().to(patches.device)
+
+
+def search_nearest(patches, bank, search, chunk_size=None):
+    """Distance from each row of ``patches`` to the nearest row of ``bank`` that ``search`` finds,
+    (P,) in the patches' dtype and on their device."""
+    if search == "exact":
+        return nearest_distances(patches, bank, chunk_size)
+    if search not in SEARCHES:
+        raise VPCError(f"unknown search {search!r}; choose one of: {', '.join(SEARCHES)}")
+    if patches.ndim != 2 or bank.ndim != 2 or patches.shape[1] != bank.shape[1] or not len(bank):
+        return nearest_distances(patches, bank, chunk_size)     # its one-line errors for bad shapes
+    return faiss_nearest(patches, bank, search).to(patches.dtype)
+
+
+# --- the measured error of an approximate search --------------------------------------------------------
+
+@dataclass(frozen=True)
+class SearchError:
+    """An approximate search against the exact one on some objects' patches."""
+
+    search: str                  # with its settings (``describe``)
+    rows: int
+    objects: int
+    recall: float                # share of patches whose row found is a nearest one
+    score_change: float          # largest |approximate - exact| / exact of an object's score
+
+    def line(self, bank):
+        return (f"{bank} bank, {self.search} search: recall@1 {self.recall:.4f}, max relative change of an "
+                f"object's score {self.score_change:.3g} (against the exact search, {self.rows} test patches "
+                f"of {self.objects} objects, seed {CHECK_SEED})")
+
+    def record(self):
+        return {"search": self.search, "recall_at_1": self.recall, "max_relative_score_change": self.score_change,
+                "patches": self.rows, "objects": self.objects, "seed": CHECK_SEED}
+
+
+def recall_at_1(approximate, exact):
+    """Share of the patches whose approximate distance is the exact nearest one (ties count as found)."""
+    return float((approximate <= exact * (1 + RECALL_TOLERANCE)).double().mean())
+
+
+def score_change(approximate, exact, n_objects, power):
+    """Largest relative change of an object's score (max over its rows of the distance, ** power)."""
+    approximate = approximate.view(n_objects, -1).amax(dim=1) ** power
+    exact = exact.view(n_objects, -1).amax(dim=1) ** power
+    change = torch.where(approximate == exact, 0.0, (approximate - exact).abs() / exact)
+    return float(change.max())
+
+
+def measure_search(patches, n_objects, bank, search, power, chunk_size=None):
+    """``SearchError`` of ``search`` on ``patches`` (object-major, the same rows per object)."""
+    exact = nearest_distances(patches, bank, chunk_size).double()
+    approximate = search_nearest(patches, bank, search, chunk_size).double()
+    return SearchError(describe(search, len(bank)), len(patches), n_objects, recall_at_1(approximate, exact),
+                       score_change(approximate, exact, n_objects, power))
+
+
+class SearchCheck:
+    """A fixed seeded sample of the test items of every bank, gathered video by video while scoring
+    (a few random clips of each), then measured once per bank (``report``)."""
+
+    def __init__(self, specs, method, n_videos):
+        self.specs, self.method = specs, method
+        self.per_video = max(1, math.ceil(CHECK_CLIPS / max(n_videos, 1)))
+        self.items = {spec.name: [] for spec in specs}      # bank -> [(items, rows, D) test patches]
+
+    @classmethod
+    def of(cls, model, n_videos):
+        """A check of the model's search, or None for the exact one."""
+        return None if model.method.search == "exact" else cls(model.specs, model.method, n_videos)
+
+    def add(self, features, video_index):
+        """Sample one video's clips (VideoFeatures); the draw depends on the video's position only."""
+        rng = np.random.default_rng([CHECK_SEED, video_index])
+        for spec in self.specs:
+            clips = features.clips[spec.stream]
+            chosen = rng.choice(len(clips), min(self.per_video, len(clips)), replace=False)
+            items, _ = stack_items([clips[i] for i in sorted(chosen)])
+            if items is not None:
+                patches = spec.patches(items, self.method, "test")
+                self.items[spec.name].append(patches.view(items.shape[0], -1, patches.shape[1]))
+
+    def report(self, banks):
+        """Measure every bank's search on its sample and print one line each; {bank: record}."""
+        records = {}
+        for spec in self.specs:
+            if not self.items[spec.name]:
+                continue
+            items = torch.cat(self.items[spec.name])
+            keep = max(1, CHECK_ROWS // items.shape[1])
+            order = torch.from_numpy(np.random.default_rng(CHECK_SEED).permutation(len(items))[:keep])
+            patches = items[order].reshape(-1, items.shape[2])
+            bank = banks[spec.name]
+            error = measure_search(patches.to(bank.device), len(order), bank, self.method.search,
+                                   self.method.power_n)
+            print(error.line(spec.name), flush=True)
+            records[spec.name] = error.record()
+        return records

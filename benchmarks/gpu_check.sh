@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# On a machine with CUDA: the CUDA-only tests, then the pipeline's frames per second on generated
+# ShanghaiTech-shaped data at the coreset ratios of the paper's Table 6, beside the paper's FPS.
+#   bash benchmarks/gpu_check.sh [python]        (default: the project's .venv, else python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${1:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+"$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_check: no CUDA device here')"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$PYTHON" -m pytest -q -p no:cacheprovider tests/test_cuda.py
+PYTHONUNBUFFERED=1 "$PYTHON" benchmarks/bench_gpu.py "${@:2}"
