@@ -88,17 +88,14 @@ def greedy_coreset_indices(features, n_select, random_projection=False, eps=0.9,
     chosen = torch.zeros(n_select, dtype=torch.long, device=points.device)
     nearest = torch.addmv(norms, centred, centred[0], alpha=-2).add_(norms[0])
     for step in range(1, n_select):
-        top = torch.topk(nearest, 2)
-        largest, second = top.values.tolist()
+        farthest = torch.argmax(nearest)
+        largest = float(nearest[farthest])
         undecided = 2 * (product_error + published_error * (largest + product_error))
-        if largest - second > undecided:
-            farthest = top.indices[0]
-        else:
-            contenders = torch.nonzero(nearest >= largest - undecided).squeeze(1)
-            for since in published_until[contenders].unique().tolist():
-                rows = contenders[published_until[contenders] == since]
-                published[rows] = torch.minimum(published[rows],
-                                                published_nearest(points[rows], points[chosen[since:step]]))
+        contenders = torch.nonzero(nearest >= largest - undecided).squeeze(1)
+        if contenders.numel() > 1:
+            since = int(published_until[contenders].min())      # centres some contender has not seen
+            published[contenders] = torch.minimum(published[contenders],
+                                                  published_nearest(points[contenders], points[chosen[since:step]]))
             published_until[contenders] = step
             farthest = contenders[torch.argmax(published[contenders])]      # first of equals: the lowest index
         chosen[step] = farthest
