@@ -38,14 +38,6 @@ TIMING_ATTRIBUTE = "vpc_extraction"
 
 # --- math on tensors ------------------------------------------------------------------------------
 
-def split_pool(x, groups):
-    """(B, C, ...) -> (B, groups, ...): channels cut into ``groups`` consecutive equal groups, each averaged."""
-    channels = x.shape[1]
-    if channels % groups:
-        raise VPCError(f"--cnl_pool {groups} must divide the {channels} feature channels")
-    return x.reshape(x.shape[0], groups, channels // groups, *x.shape[2:]).mean(dim=2)
-
-
 def _check_kept(n_out, channels):
     if not 1 <= n_out <= channels:
         raise VPCError(f"cannot keep {n_out} of {channels} feature channels: use 1 <= --cnl_pool <= {channels}")
@@ -59,20 +51,49 @@ def random_channels(channels, n_out, seed):
     return torch.randperm(channels, generator=generator)[:n_out].sort().values
 
 
-def compress_channels(x, n_out, compression="split", seed=0):
-    """(B, C, ...) -> (B, n_out, ...): the local features' channel compression (Table 3).
+def channel_matrix(channels, n_out, compression="split", seed=0):
+    """(n_out, channels) of 0 and 1: which channels each output channel averages (Table 3).
 
-    split: split pooling (the published method); head: the first ``n_out`` channels; random:
-    the ``n_out`` channels of ``random_channels(C, n_out, seed)``.
+    split: split pooling (the published method), ``channels // n_out`` consecutive channels a
+    row; head: the first ``n_out`` channels; random: the ``n_out`` channels of
+    ``random_channels(channels, n_out, seed)``. ``mix_channels`` sums then divides by the row's
+    count, as a mean does, so selections copy values.
     """
     if compression == "split":
-        return split_pool(x, n_out)
+        if channels % n_out:
+            raise VPCError(f"--cnl_pool {n_out} must divide the {channels} feature channels")
+        return torch.eye(n_out).repeat_interleave(channels // n_out, dim=1)
     if compression == "head":
-        _check_kept(n_out, x.shape[1])
-        return x[:, :n_out]
+        _check_kept(n_out, channels)
+        return torch.eye(channels)[:n_out]
     if compression == "random":
-        return x.index_select(1, random_channels(x.shape[1], n_out, seed).to(x.device))
+        return torch.eye(channels)[random_channels(channels, n_out, seed)]
     raise VPCError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}")
+
+
+def channel_sums(matrix, x):
+    """Sums of the channels of x (B, C, H, W) that each row of ``matrix`` (O, C) keeps -> (B, O, H, W)."""
+    return (matrix @ x.flatten(2)).unflatten(2, x.shape[2:])
+
+
+def per_row(matrix):
+    """How many channels each output channel averages, shaped to divide (B, O, H, W) maps."""
+    return matrix.sum(dim=1)[:, None, None]
+
+
+def compress_channels(x, n_out, compression="split", seed=0):
+    """(B, C, H, W) -> (B, n_out, H, W): the means of ``channel_matrix``'s channels."""
+    matrix = channel_matrix(x.shape[1], n_out, compression, seed).to(x.device)
+    return channel_sums(matrix, x) / per_row(matrix)
+
+
+def compressed_maps(layer2, layer3, matrix, out_size):
+    """``compress_channels`` of the two taps pooled to out_size and concatenated, computed in the cheaper
+    order: both pools are linear and the same on every channel, so the channels are summed first and
+    only O maps per tap are pooled (equal up to rounding, about 1e-7; selections to the bit)."""
+    split = layer2.shape[1]
+    return (pool_map(channel_sums(matrix[:, :split], layer2), out_size)
+            + pool_map(channel_sums(matrix[:, split:], layer3), out_size)) / per_row(matrix)
 
 
 def pool_map(feature, out_size):
@@ -103,7 +124,7 @@ def local_feature_set(crops, backbone, cnl_pool, compressions=("split",), seed=0
 
     Returns None for a placeholder (a clip without objects): the caller keeps the placeholder.
     All n * d crops of the clip go through the encoder as one frame-major batch, once for all
-    the ``compressions`` asked for (see ``compress_channels``; ``seed`` is the random draw's).
+    the ``compressions`` asked for (see ``channel_matrix``; ``seed`` is the random draw's).
     """
     crops = torch.as_tensor(crops)
     if is_empty_clip(crops):
@@ -112,8 +133,11 @@ def local_feature_set(crops, backbone, cnl_pool, compressions=("split",), seed=0
     images = frame_major(crops).to(backbone.device, torch.float32)
     if images.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
         images = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=True)
-    maps = tapped_maps(backbone, images, LOCAL_GRID)
-    return {compression: _object_major(compress_channels(maps, cnl_pool, compression, seed), n, d)
+    layer2, layer3 = backbone(images)
+    channels = layer2.shape[1] + layer3.shape[1]
+    return {compression: _object_major(compressed_maps(
+                layer2, layer3, channel_matrix(channels, cnl_pool, compression, seed).to(layer2.device), LOCAL_GRID),
+                n, d)
             for compression in compressions}
 
 

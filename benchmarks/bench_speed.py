@@ -141,7 +141,7 @@ STEPS = (
     (features, "local_feature_set", "local input prep (crops to float, 64 -> 224 interpolate)"),
     (None, None, ENCODER),
     (features, "tapped_maps", "pooling / compression after the encoder"),
-    (features, "compress_channels", "pooling / compression after the encoder"),
+    (features, "compressed_maps", "pooling / compression after the encoder"),
     (features, "_object_major", "pooling / compression after the encoder"),
     (features, "global_features", "pooling / compression after the encoder"),
     (features, "write_clip_file", "HDF5 writes (files, clips, checksums)"),

@@ -14,8 +14,9 @@ from extra.provenance import read_h5_record, write_h5_record
 from extra.workdir import WorkDir
 from Memorization.backbone import ResNetTaps
 from tests.helpers import make_run
-from Memorization.features import (extract_split_features, extract_video_features, frame_major, frames_to_input,
-                                   gap_plus_gmp, global_features, local_features, pool_map, split_pool)
+from Memorization.features import (compress_channels, compressed_maps, channel_matrix, tapped_maps,
+                                   extract_split_features, extract_video_features, frame_major, frames_to_input,
+                                   gap_plus_gmp, global_features, local_features, pool_map)
 
 
 class FakeTaps(nn.Module):
@@ -44,19 +45,37 @@ class FakeTaps(nn.Module):
 
 def test_split_pool_averages_consecutive_channel_groups():
     x = torch.arange(6.0).view(1, 6, 1, 1)
-    assert split_pool(x, 3).flatten().tolist() == [0.5, 2.5, 4.5]
+    assert compress_channels(x, 3).flatten().tolist() == [0.5, 2.5, 4.5]
     with pytest.raises(VPCError, match="--cnl_pool 4 must divide the 6"):
-        split_pool(x, 4)
+        compress_channels(x, 4)
 
 
 def test_split_pool_group_10_of_32_mixes_layer2_and_layer3_channels():
     x = torch.cat([torch.ones(1, 512, 1, 1), torch.full((1, 1024, 1, 1), 3.0)], dim=1)
-    pooled = split_pool(x, 32).flatten()
+    pooled = compress_channels(x, 32).flatten()
     # 48 channels a group: group 10 is channels 480..527 = 32 of layer2 (1) + 16 of layer3 (3).
     assert pooled[9] == 1 and pooled[11] == 3
     assert pooled[10] == pytest.approx((32 * 1 + 16 * 3) / 48)
-    index = split_pool(torch.arange(1536.0).view(1, 1536, 1, 1), 32).flatten()
+    index = compress_channels(torch.arange(1536.0).view(1, 1536, 1, 1), 32).flatten()
     assert index[10] == pytest.approx((480 + 527) / 2)
+
+
+@pytest.mark.parametrize("compression", ["split", "head", "random"])
+def test_compressing_before_pooling_equals_pooling_before_compressing(compression):
+    generator = torch.Generator().manual_seed(3)
+    layer2, layer3 = torch.rand(3, 64, 28, 28, generator=generator), torch.rand(3, 128, 14, 14, generator=generator)
+
+    class Taps:
+        def __call__(self, images):
+            return layer2, layer3
+
+    published = compress_channels(tapped_maps(Taps(), None, 28), 32, compression, seed=1)
+    ours = compressed_maps(layer2, layer3, channel_matrix(192, 32, compression, seed=1), 28)
+    assert ours.shape == published.shape == (3, 32, 28, 28)
+    if compression == "split":      # sums in another order
+        torch.testing.assert_close(ours, published, rtol=1e-6, atol=1e-6)
+    else:                           # selections copy values: the same to the bit
+        assert torch.equal(ours, published)
 
 
 def test_pool_map_is_3x3_average_then_adaptive_average():
