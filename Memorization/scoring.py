@@ -1,4 +1,6 @@
 """Anomaly scores from memory banks (SPEC section 6)."""
+import weakref
+
 import numpy as np
 import torch
 
@@ -22,9 +24,11 @@ def float32_error_bound(query_norms, bank_norm_max, dim):
     return gamma(2 * dim + 8, torch.float32) * (query_norms.sqrt() + bank_norm_max) ** 2
 
 
-def search_matrix(bank, centre, device):
-    """(float32 rows [-2 m, ||m||^2] for m = bank row - ``centre``, largest ||m||): with a query row
-    [x, 1], one matrix product gives ||m||^2 - 2 x.m, the squared distance less ||x||^2."""
+def search_matrix(bank, device):
+    """(centre: the bank's mean in float32, float32 rows [-2 m, ||m||^2] for m = bank row - centre,
+    largest ||m||): with a query row [x, 1], one matrix product gives ||m||^2 - 2 x.m, the squared
+    distance less ||x||^2."""
+    centre = (bank.sum(dim=0, dtype=torch.float64) / bank.shape[0]).to(device, torch.float32)
     matrix = torch.empty(bank.shape[0], bank.shape[1] + 1, dtype=torch.float32, device=device)
     norm_max = torch.zeros((), dtype=torch.float32, device=device)
     for start in range(0, bank.shape[0], PREPARE_ROWS):
@@ -34,7 +38,21 @@ def search_matrix(bank, centre, device):
         norm_max = torch.maximum(norm_max, norms.max())
         rows[:, :-1] *= -2
         rows[:, -1] = norms ** 2
-    return matrix, norm_max.double() * (1 + 1e-5)       # rounded up: it only enters the bound
+    return centre, matrix, norm_max.double() * (1 + 1e-5)       # rounded up: it only enters the bound
+
+
+# (id of a bank tensor, what, device) -> what was prepared from it; dropped with the bank.
+_PREPARED = {}
+
+
+def prepared_for(bank, what, device, prepare):
+    """``prepare()`` once per bank tensor, ``what`` and device (banks are never changed in place): a
+    bank scored video after video is centred and copied once."""
+    key = (id(bank), what, str(device))
+    if key not in _PREPARED:
+        _PREPARED[key] = prepare()
+        weakref.finalize(bank, _PREPARED.pop, key, None)
+    return _PREPARED[key]
 
 
 def _exact_squared(queries, bank, centre, pairs):
@@ -69,9 +87,8 @@ def nearest_distances(patches, bank, chunk_size=None):
         raise VPCError("the memory bank is empty: rebuild it from training patches")
     device = patches.device
     chunk_size = chunk_size or CHUNK_SIZE.get(device.type, CHUNK_SIZE["cpu"])
-    centre32 = (bank.sum(dim=0, dtype=torch.float64) / bank.shape[0]).to(device, torch.float32)
+    centre32, search, bank_norm_max = prepared_for(bank, "search matrix", device, lambda: search_matrix(bank, device))
     centre = centre32.double()
-    search, bank_norm_max = search_matrix(bank, centre32, device)
     queries = patches.to(torch.float64) - centre
     query_norms = (queries ** 2).sum(dim=1)
     margin = 2 * float32_error_bound(query_norms, bank_norm_max, patches.shape[1])

@@ -9,7 +9,6 @@ measures it against the exact one on a fixed seeded sample of the test patches (
 and prints, per bank, its recall@1 and the largest relative change of an object's score.
 """
 import math
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 from extra.errors import VPCError
 from Memorization.banks import stack_items
 from Memorization.options import SEARCHES
-from Memorization.scoring import nearest_distances
+from Memorization.scoring import nearest_distances, prepared_for
 
 IVF_NPROBE = 16
 CHECK_ROWS = 2000            # test patches of the error measurement per bank: an exact search of them is cheap
@@ -27,7 +26,6 @@ CHECK_CLIPS = 400           # clips drawn for it over all test videos, each bank
 # A row found counts as the nearest when its distance is the exact one to this relative tolerance:
 # the two float64 computations round differently, and an equally near row is as good.
 RECALL_TOLERANCE = 1e-9
-_INDEXES = {}                # (id of a bank tensor, search, device) -> its faiss index, dropped with the bank
 
 
 def faiss_module():
@@ -77,11 +75,7 @@ def build_index(bank, search, device):
 
 def faiss_index(bank, search, device):
     """``build_index`` once per bank tensor (banks are never changed in place)."""
-    key = (id(bank), search, str(device))
-    if key not in _INDEXES:
-        _INDEXES[key] = build_index(bank, search, device)
-        weakref.finalize(bank, _INDEXES.pop, key, None)
-    return _INDEXES[key][0]
+    return prepared_for(bank, search, device, lambda: build_index(bank, search, device))[0]
 
 
 def faiss_nearest(patches, bank, search):

@@ -117,3 +117,20 @@ def test_frame_scores_repeat_each_clip():
     assert frames.tolist() == expected
     assert frame_scores(torch.tensor([1.5, 0.0, 2.0]), 3).tolist() == expected
     assert frame_scores([], 4).shape == (0,)
+
+
+def test_a_bank_is_prepared_once_and_forgotten_with_it(monkeypatch):
+    import gc
+
+    import Memorization.scoring as scoring
+
+    prepared = []
+    original = scoring.search_matrix
+    monkeypatch.setattr(scoring, "search_matrix", lambda *a: prepared.append(1) or original(*a))
+    bank = torch.randn(50, 4, generator=torch.Generator().manual_seed(6))
+    first = nearest_distances(PATCHES.repeat(1, 2), bank)
+    assert torch.equal(nearest_distances(PATCHES.repeat(1, 2), bank), first) and len(prepared) == 1
+    entries = len(scoring._PREPARED)
+    del bank
+    gc.collect()
+    assert len(scoring._PREPARED) == entries - 1
