@@ -90,7 +90,8 @@ def main():
                     f"{len(bank):,} bank rows: {seconds:.1f} s, peak RSS {measured['rss_mib']:.0f} MiB; full scale "
                     f"(extrapolated): {full_scale(seconds, search, args.scale) / 60:.1f} min")
             if search != "exact":
-                error = measure_search(patches[:(2000 // rows) * rows], 2000 // rows, bank, search, POWER)
+                checked = min(2000 // rows, n_objects)       # objects of the error sample, as a run's
+                error = measure_search(patches[:checked * rows], checked, bank, search, POWER)
                 line += f"; recall@1 {error.recall:.4f}, max relative score change {error.score_change:.3g}"
             print(line, flush=True)
 
