@@ -86,6 +86,8 @@ def greedy_coreset_indices(features, n_select, random_projection=False, eps=0.9,
     published = torch.full_like(norms, float("inf"))     # published nearest distances, as of ...
     published_until = torch.zeros(n_items, dtype=torch.long, device=points.device)   # ... this many centres
     chosen = torch.zeros(n_select, dtype=torch.long, device=points.device)
+    centres = points.new_empty(n_select, dim)      # the chosen points, in order, for the rechecks
+    centres[0] = points[0]
     nearest = torch.addmv(norms, centred, centred[0], alpha=-2).add_(norms[0])
     for step in range(1, n_select):
         farthest = torch.argmax(nearest)
@@ -95,10 +97,11 @@ def greedy_coreset_indices(features, n_select, random_projection=False, eps=0.9,
         if contenders.numel() > 1:
             since = int(published_until[contenders].min())      # centres some contender has not seen
             published[contenders] = torch.minimum(published[contenders],
-                                                  published_nearest(points[contenders], points[chosen[since:step]]))
+                                                  published_nearest(points[contenders], centres[since:step]))
             published_until[contenders] = step
             farthest = contenders[torch.argmax(published[contenders])]      # first of equals: the lowest index
         chosen[step] = farthest
+        centres[step] = points[farthest]
         nearest = torch.minimum(nearest, torch.addmv(norms, centred, centred[farthest], alpha=-2).add_(norms[farthest]))
     return chosen.cpu()
 
