@@ -59,10 +59,10 @@ def greedy_coreset_indices(features, n_select, random_projection=False, eps=0.9,
     instead; the indices refer to the original rows either way.
 
     Each step costs one matrix-vector product: distances to the new centre come from
-    ||p||^2 + ||c||^2 - 2 p.c on centred points with precomputed norms. Where the two largest
-    running distances are closer than the rounding bounds allow to tell apart, the contenders'
-    distances are computed the published way (and kept, so that a contender seen again is
-    brought up to date with the centres chosen since), so the indices are those of the
+    ||p||^2 + ||c||^2 - 2 p.c on centred points with precomputed norms. Where other running
+    distances come closer to the largest than the rounding bounds allow to tell apart, these
+    contenders' distances are computed the published way (and kept, so that a contender seen again
+    is brought up to date with the centres chosen since), so the indices are those of the
     published loop.
     """
     if features.ndim != 2 or features.shape[0] == 0:

@@ -51,13 +51,14 @@ def random_channels(channels, n_out, seed):
     return torch.randperm(channels, generator=generator)[:n_out].sort().values
 
 
+@functools.cache      # the same few matrices for every clip; callers never change them in place
 def channel_matrix(channels, n_out, compression="split", seed=0):
     """(n_out, channels) of 0 and 1: which channels each output channel averages (Table 3).
 
     split: split pooling (the published method), ``channels // n_out`` consecutive channels a
     row; head: the first ``n_out`` channels; random: the ``n_out`` channels of
-    ``random_channels(channels, n_out, seed)``. ``mix_channels`` sums then divides by the row's
-    count, as a mean does, so selections copy values.
+    ``random_channels(channels, n_out, seed)``. ``compress_channels`` sums then divides by the
+    row's count, as a mean does, so selections copy values.
     """
     if compression == "split":
         if channels % n_out:

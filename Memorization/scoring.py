@@ -24,11 +24,17 @@ def float32_error_bound(query_norms, bank_norm_max, dim):
     return gamma(2 * dim + 8, torch.float32) * (query_norms.sqrt() + bank_norm_max) ** 2
 
 
+def bank_centre(bank, device):
+    """The bank's mean (summed in float64) rounded to float32, on ``device``: searches work on rows
+    centred on it, whose smaller norms round less."""
+    return (bank.sum(dim=0, dtype=torch.float64) / bank.shape[0]).to(device, torch.float32)
+
+
 def search_matrix(bank, device):
-    """(centre: the bank's mean in float32, float32 rows [-2 m, ||m||^2] for m = bank row - centre,
-    largest ||m||): with a query row [x, 1], one matrix product gives ||m||^2 - 2 x.m, the squared
-    distance less ||x||^2."""
-    centre = (bank.sum(dim=0, dtype=torch.float64) / bank.shape[0]).to(device, torch.float32)
+    """(centre: ``bank_centre``, float32 rows [-2 m, ||m||^2] for m = bank row - centre, largest
+    ||m||): with a query row [x, 1], one matrix product gives ||m||^2 - 2 x.m, the squared distance
+    less ||x||^2."""
+    centre = bank_centre(bank, device)
     matrix = torch.empty(bank.shape[0], bank.shape[1] + 1, dtype=torch.float32, device=device)
     norm_max = torch.zeros((), dtype=torch.float32, device=device)
     for start in range(0, bank.shape[0], PREPARE_ROWS):
@@ -55,14 +61,24 @@ def prepared_for(bank, what, device, prepare):
     return _PREPARED[key]
 
 
-def _exact_squared(queries, bank, centre, pairs):
-    """||x - m||^2 in float64 for (query index, bank index) pairs, from the stored values."""
+def pair_squared_distances(queries, bank, centre, pairs):
+    """||x - m||^2 in float64 for (query index, bank index) pairs, from the stored values: ``queries``
+    are float64 rows already less ``centre`` (float64), which the bank rows are centred on too."""
     out = torch.empty(pairs.shape[0], dtype=torch.float64, device=queries.device)
     for start in range(0, pairs.shape[0], RECHECK_PAIRS):
         rows, columns = pairs[start:start + RECHECK_PAIRS].unbind(1)
         rows_of_bank = bank[columns.to(bank.device)].to(queries.device, torch.float64) - centre
         out[start:start + RECHECK_PAIRS] = ((queries[rows] - rows_of_bank) ** 2).sum(dim=1)
     return out
+
+
+def check_search(patches, bank):
+    """One-line errors for patches and a bank that cannot be searched together (every search's)."""
+    if patches.ndim != 2 or bank.ndim != 2 or patches.shape[1] != bank.shape[1]:
+        raise VPCError(f"patches {tuple(patches.shape)} and memory bank {tuple(bank.shape)} must be "
+                       "(P, D) and (M, D) with the same D: was the bank built with the same settings?")
+    if bank.shape[0] == 0:
+        raise VPCError("the memory bank is empty: rebuild it from training patches")
 
 
 def nearest_distances(patches, bank, chunk_size=None):
@@ -80,11 +96,7 @@ def nearest_distances(patches, bank, chunk_size=None):
     Extra memory: a float32 copy of the bank (M x (D + 1)) plus about
     4 * chunk_size**2 + 8 * (P * (D + 4) + RECHECK_PAIRS * D) bytes.
     """
-    if patches.ndim != 2 or bank.ndim != 2 or patches.shape[1] != bank.shape[1]:
-        raise VPCError(f"patches {tuple(patches.shape)} and memory bank {tuple(bank.shape)} must be "
-                       "(P, D) and (M, D) with the same D: was the bank built with the same settings?")
-    if bank.shape[0] == 0:
-        raise VPCError("the memory bank is empty: rebuild it from training patches")
+    check_search(patches, bank)
     device = patches.device
     chunk_size = chunk_size or CHUNK_SIZE.get(device.type, CHUNK_SIZE["cpu"])
     centre32, search, bank_norm_max = prepared_for(bank, "search matrix", device, lambda: search_matrix(bank, device))
@@ -112,7 +124,7 @@ def nearest_distances(patches, bank, chunk_size=None):
                 if near.numel():
                     found = torch.nonzero(values[near] <= threshold[near, None])
                     pairs = torch.stack([row + near[found[:, 0]], start + found[:, 1]], dim=1)
-                    nearest.scatter_reduce_(0, pairs[:, 0], _exact_squared(queries, bank, centre, pairs),
+                    nearest.scatter_reduce_(0, pairs[:, 0], pair_squared_distances(queries, bank, centre, pairs),
                                             reduce="amin")
     finally:
         torch.set_float32_matmul_precision(previous)

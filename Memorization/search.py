@@ -17,7 +17,7 @@ import torch
 from extra.errors import VPCError
 from Memorization.banks import stack_items
 from Memorization.options import SEARCHES
-from Memorization.scoring import nearest_distances, prepared_for
+from Memorization.scoring import bank_centre, check_search, nearest_distances, pair_squared_distances, prepared_for
 
 IVF_NPROBE = 16
 CHECK_ROWS = 2000            # test patches of the error measurement per bank: an exact search of them is cheap
@@ -50,15 +50,12 @@ def describe(search, bank_rows):
     return search
 
 
-def centre_of(bank):
-    """The bank's mean in float32: faiss searches centred rows, whose smaller norms round less."""
-    return (bank.sum(dim=0, dtype=torch.float64) / bank.shape[0]).float().cpu()
-
-
 def build_index(bank, search, device):
-    """A faiss index of the centred bank; on the GPU when ``device`` is CUDA and faiss is a GPU build."""
+    """(a faiss index of the bank centred on ``bank_centre``, on the GPU when ``device`` is CUDA and faiss
+    is a GPU build; that centre; the GPU resources the index needs alive, or None)."""
     faiss = faiss_module()
-    rows = np.ascontiguousarray((bank.detach().cpu().float() - centre_of(bank)).numpy())
+    centre = bank_centre(bank, "cpu")
+    rows = np.ascontiguousarray((bank.detach().cpu().float() - centre).numpy())
     dim = rows.shape[1]
     if search == "faiss-flat":
         index = faiss.IndexFlatL2(dim)
@@ -69,24 +66,20 @@ def build_index(bank, search, device):
     index.add(rows)
     if device.type == "cuda" and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
         resources = faiss.StandardGpuResources()
-        return faiss.index_cpu_to_gpu(resources, device.index or 0, index), resources
-    return index, None
-
-
-def faiss_index(bank, search, device):
-    """``build_index`` once per bank tensor (banks are never changed in place)."""
-    return prepared_for(bank, search, device, lambda: build_index(bank, search, device))[0]
+        return faiss.index_cpu_to_gpu(resources, device.index or 0, index), centre, resources
+    return index, centre, None
 
 
 def faiss_nearest(patches, bank, search):
     """Float64 distance from each patch to the bank row a faiss index finds for it, (P,) on the patches' device."""
-    index = faiss_index(bank, search, patches.device)
-    queries = patches.detach().cpu().double()
-    centred = np.ascontiguousarray((queries - centre_of(bank)).float().numpy())
+    # Built once per bank tensor (banks are never changed in place), with its centre.
+    index, centre, _ = prepared_for(bank, search, patches.device, lambda: build_index(bank, search, patches.device))
+    centre = centre.double()
+    queries = patches.detach().cpu().double() - centre
     # Every probed list holds rows (faiss's k-means splits empty clusters), so a row is always found.
-    found = torch.from_numpy(index.search(centred, 1)[1][:, 0])
-    rows = bank[found.to(bank.device)].cpu().double()
-    return ((queries - rows) ** 2).sum(dim=1).sqrt().to(patches.device)
+    found = torch.from_numpy(index.search(np.ascontiguousarray(queries.float().numpy()), 1)[1][:, 0])
+    pairs = torch.stack([torch.arange(len(found)), found], dim=1)
+    return pair_squared_distances(queries, bank, centre, pairs).sqrt().to(patches.device)
 
 
 def search_nearest(patches, bank, search, chunk_size=None):
@@ -96,8 +89,7 @@ def search_nearest(patches, bank, search, chunk_size=None):
         return nearest_distances(patches, bank, chunk_size)
     if search not in SEARCHES:
         raise VPCError(f"unknown search {search!r}; choose one of: {', '.join(SEARCHES)}")
-    if patches.ndim != 2 or bank.ndim != 2 or patches.shape[1] != bank.shape[1] or not len(bank):
-        return nearest_distances(patches, bank, chunk_size)     # its one-line errors for bad shapes
+    check_search(patches, bank)
     return faiss_nearest(patches, bank, search).to(patches.dtype)
 
 

@@ -16,7 +16,6 @@ Runs on CUDA when present (the point of it), else on the CPU (use a small --scor
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,15 +35,7 @@ from Memorization.scoring import nearest_distances  # noqa: E402
 from Memorization.tables import RATIOS, TABLE6_FPS  # noqa: E402
 from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
 
-
-def seconds(function):
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    value = function()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, value
+from measure import timed  # noqa: E402
 
 
 # ShanghaiTech at the published settings (d = 4): (training rows before the coreset, test rows, width) per bank.
@@ -60,11 +51,11 @@ def scoring_seconds_per_frame(ratio, sample, device):
     for train_rows, test_rows, width in SHANGHAI_BANKS.values():
         bank = torch.rand(int(ratio * train_rows), width, generator=generator, device=device)
         patches = torch.rand(max(1, int(sample * test_rows)), width, generator=generator, device=device)
-        # The bank's preparation (centring, its float32 copy) is paid once per set: timed apart
-        # with one patch, so that only the search itself is scaled to the whole set.
-        preparation, _ = seconds(lambda: nearest_distances(patches[:1], bank))
-        elapsed, _ = seconds(lambda: nearest_distances(patches, bank))
-        total += preparation + max(elapsed - preparation, 0.0) * test_rows / patches.shape[0]
+        # The bank's preparation (centring, its float32 copy) is made once per bank and kept: paid
+        # by a first call with one patch, so that only the search itself is scaled to the whole set.
+        preparation, _ = timed(lambda: nearest_distances(patches[:1], bank))
+        search, _ = timed(lambda: nearest_distances(patches, bank))
+        total += preparation + search * test_rows / patches.shape[0]
     return total / SHANGHAI_TEST_FRAMES
 
 
@@ -90,13 +81,13 @@ def main():
         test_frames = sum(video.n_clips(d) * d for video in test)
         motion = dict(detector="motion")
         run_object_detection(context, DetectionOptions(test_od=False, **motion))
-        detection, _ = seconds(lambda: run_object_detection(context, DetectionOptions(train_od=False, **motion)))
+        detection, _ = timed(lambda: run_object_detection(context, DetectionOptions(train_od=False, **motion)))
         method = MethodConfig(settings.name, d, settings.cnl_pool, settings.pool_for_sm, settings.power_n,
                               ratios=dict.fromkeys(PUBLISHED_BANKS, settings.coreset_ratio), random_weights=True)
         run = MemorizationRun(context, method, FusionWeights.chosen(0.5, 0.5, 0), label_free=False)
         backbone = load_backbone("RN101", device=device, random_weights=True)
         extract_split_features(train, "train", run, backbone)
-        extraction, _ = seconds(lambda: extract_split_features(test, "test", run, backbone))
+        extraction, _ = timed(lambda: extract_split_features(test, "test", run, backbone))
     per_frame = (detection + extraction) / test_frames
     rows = [(ratio, scoring_seconds_per_frame(ratio, args.scoring_sample, device)) for ratio in RATIOS]
     print(f"\n# Test-time FPS, ShanghaiTech shapes: {device_description(device)}; torch {torch.__version__}\n")

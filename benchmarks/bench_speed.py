@@ -64,6 +64,8 @@ from Memorization.pipeline import run_memorization  # noqa: E402
 from Memorization.scoring import object_scores  # noqa: E402
 from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
 
+from measure import timed  # noqa: E402
+
 SIZE = features.INPUT_SIZE
 
 
@@ -368,12 +370,6 @@ def print_encoder(published, folded, args):
 
 
 # --- 4. scoring and coreset against the official loops --------------------------------------------
-
-def timed(function):
-    start = time.perf_counter()
-    value = function()
-    return time.perf_counter() - start, value
-
 
 def print_search(args):
     generator = torch.Generator().manual_seed(0)

@@ -1,5 +1,6 @@
 """What the benchmarks measure besides time (a library module of benchmarks/, not a script)."""
 import threading
+import time
 from contextlib import contextmanager
 
 import psutil
@@ -32,3 +33,14 @@ class PeakMemory:
             result["rss_mib"] = max(peak[0], self.process.memory_info().rss) / 2 ** 20
             if torch.cuda.is_available():
                 result["cuda_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+
+
+def timed(function):
+    """(seconds, value) of ``function()``, CUDA's queued work included when there is a GPU."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    value = function()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, value
