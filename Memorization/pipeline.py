@@ -6,7 +6,7 @@ the published meaning: when false, saved test features / memory banks are used a
 """
 import functools
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,26 +81,35 @@ def coresets_of_video(video, run, fields, specs):
     return video_coresets(read_video_features(run, "train", video.name, fields, streams_of(specs)), specs, run.method)
 
 
-def score_videos(model, run, videos, backbone, device, search_errors=None):
-    """Per-bank per-frame scores of each test video, {bank: [vector per video]}, and each video's
-    objects: per clip the number of objects, per bank their scores (for the region metrics). With an
-    approximate search its error is measured and printed per bank, and put in ``search_errors`` (a dict)."""
-    per_bank, objects = {spec.name: [] for spec in model.specs}, []
+@dataclass(frozen=True)
+class TestScores:
+    """What scoring the test videos gives."""
+    per_bank: dict           # {bank: [per-frame scores of each video]}
+    objects: list            # per video: (objects per clip, {local bank: their scores})
+    seconds: float           # the search and scores alone, reading the feature files excluded
+    search_errors: dict      # an approximate search's measured error per bank ({} for the exact one)
+
+
+def score_videos(model, run, videos, backbone, device):
+    """Every bank's per-frame scores of each test video, and each video's objects and their scores
+    (for the region metrics), as TestScores. With an approximate search its error is measured and
+    printed per bank. ``backbone``: the backbone's record fields the feature files must hold."""
+    per_bank, objects, seconds = {spec.name: [] for spec in model.specs}, [], 0.0
+    model.banks_on(device)            # moved once, before the timing
     check = SearchCheck.of(model, len(videos))
     for index, video in enumerate(progress(videos, "scoring test videos")):
         features = read_video_features(run, "test", video.name, backbone, streams_of(model.specs))
         if check is not None:
             check.add(features, index)
         items = {}
+        started = time.perf_counter()
         for bank, frames in model.score_banks(features, device, items).items():
             per_bank[bank].append(frames)
+        seconds += time.perf_counter() - started
         counts = [0 if is_empty_clip(lf) else lf.shape[0] for lf in features.clips["local"]]
         objects.append((counts, {spec.name: items[spec.name] for spec in model.specs if spec.stream == "local"}))
-    if check is not None:
-        errors = check.report(model.banks_on(device))
-        if search_errors is not None:
-            search_errors.update(errors)
-    return per_bank, objects
+    errors = check.report(model.banks_on(device)) if check is not None else {}
+    return TestScores(per_bank, objects, seconds, errors)
 
 
 def region_ground_truth(run, videos):
@@ -241,19 +250,18 @@ def _run_memorization(run, work):
         print(f"model file: {model_file}", flush=True)
     if run.save_feature:
         extract_split_features(test_videos, "test", run, backbone)
-    search_errors = {}
-    per_bank, objects = score_videos(model, run, test_videos, fields, device, search_errors)
-    scores = make_video_scores(per_bank, [labels[v.name] for v in test_videos], [v.name for v in test_videos],
+    scored = score_videos(model, run, test_videos, fields, device)
+    scores = make_video_scores(scored.per_bank, [labels[v.name] for v in test_videos], [v.name for v in test_videos],
                                {spec.name: spec.stream for spec in model.specs},
                                [v.first_frame for v in test_videos])
     results = evaluate(scores, run.fixed, calibration)
-    regions = region_results(run, test_videos, objects, run.fixed, calibration)
+    regions = region_results(run, test_videos, scored.objects, run.fixed, calibration)
     if regions is not None:
         results["regions"] = regions
     metadata = {**asdict(method), "save_feature": run.save_feature, "save_memory": run.save_memory,
                 "overwrite": run.overwrite, "fixed": asdict(run.fixed), **fields,
                 "bank_sizes": {name: int(bank.shape[0]) for name, bank in model.banks.items()},
-                **({"search_errors": search_errors} if search_errors else {}),
+                **({"search_errors": scored.search_errors} if scored.search_errors else {}),
                 "device": device, "seconds": round(time.time() - started, 1)}
     out = results_folder(work, method)
     save_results(out / SCORES_FILE, out / RESULTS_FILE, scores, results, metadata,

@@ -10,7 +10,6 @@ without features, backbone or banks.
 """
 import json
 import tempfile
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from Memorization.model import VideoPatchCore
 from Memorization.options import COMPRESSIONS, results_name
 from Memorization.patches import temporal_pooling
 from Memorization.pseudo import label_free_calibration
-from Memorization.search import SearchCheck
 from Memorization.tables import NOT_IN_PAPER, build_table, format_table, measured_from_results
 
 RANDOM_WARNING = ("> **WARNING: made with random (not pretrained) weights; "
@@ -184,23 +182,13 @@ def memory_banks(data, run, fields, memo):
 
 def score_configuration(data, run, model, device, made_with):
     """Score the test videos (timed, reading the feature files excluded), evaluate, cache."""
-    per_bank, seconds = {spec.name: [] for spec in model.specs}, 0.0
-    model.banks_on(device)
-    check = SearchCheck.of(model, len(data.test_videos))
-    for index, video in enumerate(progress(data.test_videos, "scoring test videos")):
-        features = pipeline.read_video_features(run, "test", video.name, model.backbone)
-        if check is not None:
-            check.add(features, index)
-        started = time.perf_counter()
-        for bank, frames in model.score_banks(features, device).items():
-            per_bank[bank].append(frames)
-        seconds += time.perf_counter() - started
-    if check is not None:
-        made_with = {**made_with, "search_errors": check.report(model.banks_on(device))}
-    scores = make_video_scores(per_bank, [data.labels[v.name] for v in data.test_videos],
+    scored = pipeline.score_videos(model, run, data.test_videos, model.backbone, device)
+    if scored.search_errors:
+        made_with = {**made_with, "search_errors": scored.search_errors}
+    scores = make_video_scores(scored.per_bank, [data.labels[v.name] for v in data.test_videos],
                                [v.name for v in data.test_videos], {spec.name: spec.stream for spec in model.specs})
     results = evaluate(scores, run.fixed, model.calibration or None)
-    metadata = {"record": configuration_record(run), **made_with, "scoring_seconds": seconds,
+    metadata = {"record": configuration_record(run), **made_with, "scoring_seconds": scored.seconds,
                 "scored_frames": int(sum(scores.lengths)),
                 "bank_sizes": {name: int(bank.shape[0]) for name, bank in model.banks.items()}}
     folder = data.work.reproduce(run.method.cnl_pool) / results_name(run.method)

@@ -7,44 +7,108 @@ import torch
 from extra.errors import VPCError
 from Memorization.rounding import gamma
 
-# Rows of patches and of bank per block. On a CPU a block's float32 values (4 MiB at 1024) stay in
-# cache; on a GPU larger blocks (1 GiB at 16384) keep the kernels busy and the Python loop short.
-CHUNK_SIZE = {"cpu": 1024, "cuda": 16384}
-# Bank rows per step when centring it, and (patch, bank row) pairs per step of the float64 recheck.
+# Rows of patches and of bank per block. On a CPU a block's values (8 MiB in bfloat16 at 2048) stay
+# in cache; on a GPU larger blocks (1 GiB at 16384) keep the kernels busy and the Python loop short.
+CHUNK_SIZE = {"cpu": 2048, "cuda": 16384}
+# Bank rows per step when centring it, and values per step of the float64 recheck (32 MiB).
 PREPARE_ROWS = 65536
-RECHECK_PAIRS = 65536
+RECHECK_VALUES = 1 << 22
+# bfloat16's wider rounding bound makes more rows candidates. Where rows lie close together
+# compared with their norms (real features often do) that recheck costs more than the faster products
+# save: once the candidates exceed this share of the pairs searched (counted past each patch chunk's
+# first block, where every row is near), the bank is searched in float32 from then on.
+BFLOAT16_CANDIDATE_SHARE = 1 / 1024
+# The integer type as wide as each search dtype. A float's bits read as it order as the floats do
+# among values >= 0, and every negative value below them; a minimum over integers is several times
+# faster than over bfloat16 on a CPU.
+SEARCH_BITS = {torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
 
-def float32_error_bound(query_norms, bank_norm_max, dim):
-    """Bound on the float32 error of ||m||^2 - 2 x.m for centred x and m, per query.
+def native_bfloat16():
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX), at 2 to 3 times its
+    float32 rate; elsewhere bfloat16 is emulated and slower than float32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
-    gamma_n with n = 2 D + 8: D products in the dot product, D in ||m||^2, and the roundings of x,
-    m and ||m||^2 to float32; the terms sum to at most (||x|| + ||m||)^2.
+
+def search_dtype(device):
+    """The dtype of the search's matrix products on ``device``: bfloat16 on a CPU that has it in
+    hardware, else float32. Not bfloat16 on CUDA: cuBLAS may sum bfloat16 products in bfloat16,
+    which ``search_error_bound`` does not cover, and float32 is fast there."""
+    return torch.bfloat16 if torch.device(device).type == "cpu" and native_bfloat16() else torch.float32
+
+
+def search_error_bound(query_norms, bank_norm_max, dim, dtype):
+    """Per query, a bound on |s - ||x - m||^2| for every bank row, s being the search's float32 sum
+    before its one rounding to ``dtype`` (x: the float64 centred query; m: the bank row less the
+    float32 centre, exactly; ``query_norms``: ||x||^2; ``bank_norm_max``: the largest ||m||).
+
+    s sums the K = D + 4 products of a query row [x, ||x||^2 (hi, lo), 1, 1] and a bank row
+    [-2 m, 1, 1, ||m||^2 (hi, lo)] rounded to ``dtype`` (unit roundoff u). Each -2 x_i m_i comes out
+    within a factor c = (1 + u)^2 (1 + u32)^2 - 1 (x and m each rounded to ``dtype``, perhaps
+    through float32; m first to float32 by the centring): 2 c ||x|| ||m|| in all. Products of
+    bfloat16 numbers are exact in float32 (of float32 ones, rounded once), and however the float32
+    sums are ordered and grouped (one at a time, or two as the bfloat16 dot-product instructions
+    take them) no term goes through more than 2K roundings: gamma_2K(float32) times the sum of the
+    products' absolute values, at most (1 + c)(||x|| + ||m||)^2. The hi + lo pairs carry the norms
+    within 2 u^2 of it, the float32 centring and sum of squares make ||m||^2 off by at most
+    3 u32 + gamma_D(float32) of it, and float64 roundings add under 1e-12 of it. Denormal inputs
+    and sums flushed to zero add at most 2 K tiny (1 + ||x|| + ||m||).
     """
-    return gamma(2 * dim + 8, torch.float32) * (query_norms.sqrt() + bank_norm_max) ** 2
+    unit = torch.finfo(dtype).eps / 2
+    unit32 = torch.finfo(torch.float32).eps / 2
+    terms = dim + 4
+    factor = (1 + unit) ** 2 * (1 + unit32) ** 2 - 1
+    query = query_norms.sqrt()
+    relative = (gamma(2 * terms, torch.float32) * (1 + factor) + 3 * unit32 + gamma(dim, torch.float32)
+                + 2 * unit ** 2 + 1e-12)
+    flushed = 2 * terms * torch.finfo(torch.float32).tiny * (1 + query + bank_norm_max)
+    return 2 * factor * query * bank_norm_max + relative * (query + bank_norm_max) ** 2 + flushed
+
+
+def output_widening(dtype):
+    """w such that a float32 sum s rounded to ``dtype`` as r (to nearest, or even truncated) is
+    within w |r| of s."""
+    eps = torch.finfo(dtype).eps
+    return eps / (1 - eps)
+
+
+def split_in(values, dtype):
+    """(n, 2) in ``dtype``: a high and a low part of float64 ``values`` whose sum is off by at most
+    u^2 |value| (u: the unit roundoff of ``dtype``)."""
+    high = values.to(dtype)
+    return torch.stack([high, (values - high.double()).to(dtype)], dim=1)
 
 
 def bank_centre(bank, device):
-    """The bank's mean (summed in float64) rounded to float32, on ``device``: searches work on rows
-    centred on it, whose smaller norms round less."""
-    return (bank.sum(dim=0, dtype=torch.float64) / bank.shape[0]).to(device, torch.float32)
+    """The bank's mean in float32, on ``device``: searches work on rows centred on it, whose smaller
+    norms round less (any centre gives the same distances; this one is cheap and deterministic)."""
+    return bank.mean(dim=0, dtype=torch.float32).to(device)
 
 
-def search_matrix(bank, device):
-    """(centre: ``bank_centre``, float32 rows [-2 m, ||m||^2] for m = bank row - centre, largest
-    ||m||): with a query row [x, 1], one matrix product gives ||m||^2 - 2 x.m, the squared distance
-    less ||x||^2."""
-    centre = bank_centre(bank, device)
-    matrix = torch.empty(bank.shape[0], bank.shape[1] + 1, dtype=torch.float32, device=device)
+def search_matrix(bank, centre, dtype):
+    """(the rows [-2 m, 1, 1, ||m||^2 (hi, lo)] in ``dtype`` for m = bank row - ``centre``, on the
+    centre's device; the largest ||m|| rounded up): with a query row [x, ||x||^2 (hi, lo), 1, 1] one
+    matrix product gives ||x - m||^2."""
+    device = centre.device
+    dim = bank.shape[1]
+    matrix = torch.empty(bank.shape[0], dim + 4, dtype=dtype, device=device)
+    matrix[:, dim:dim + 2] = 1
     norm_max = torch.zeros((), dtype=torch.float32, device=device)
     for start in range(0, bank.shape[0], PREPARE_ROWS):
-        rows = matrix[start:start + PREPARE_ROWS]
-        torch.sub(bank[start:start + PREPARE_ROWS].to(device, torch.float32), centre, out=rows[:, :-1])
-        norms = torch.linalg.vector_norm(rows[:, :-1], dim=1)
+        rows = bank[start:start + PREPARE_ROWS].to(device, torch.float32) - centre
+        norms = (rows * rows).sum(dim=1)
         norm_max = torch.maximum(norm_max, norms.max())
-        rows[:, :-1] *= -2
-        rows[:, -1] = norms ** 2
-    return centre, matrix, norm_max.double() * (1 + 1e-5)       # rounded up: it only enters the bound
+        matrix[start:start + PREPARE_ROWS, :dim] = rows * -2
+        matrix[start:start + PREPARE_ROWS, dim + 2:] = split_in(norms.double(), dtype)
+    # Rounded up past the float32 sum of squares' and the centring's errors: it only enters the bound.
+    return matrix, (norm_max.double() * (1 + 2 * gamma(dim + 4, torch.float32))).sqrt() * (1 + 1e-6)
+
+
+def rounded_up_bits(limits, dtype):
+    """The bits (``SEARCH_BITS``) of the least ``dtype`` value >= each float64 limit (limits >= 0)."""
+    rounded = limits.to(dtype)
+    return rounded.view(SEARCH_BITS[dtype]) + (rounded.double() < limits)
 
 
 # (id of a bank tensor, what, device) -> what was prepared from it; dropped with the bank.
@@ -65,10 +129,11 @@ def pair_squared_distances(queries, bank, centre, pairs):
     """||x - m||^2 in float64 for (query index, bank index) pairs, from the stored values: ``queries``
     are float64 rows already less ``centre`` (float64), which the bank rows are centred on too."""
     out = torch.empty(pairs.shape[0], dtype=torch.float64, device=queries.device)
-    for start in range(0, pairs.shape[0], RECHECK_PAIRS):
-        rows, columns = pairs[start:start + RECHECK_PAIRS].unbind(1)
+    step = max(1, RECHECK_VALUES // queries.shape[1])
+    for start in range(0, pairs.shape[0], step):
+        rows, columns = pairs[start:start + step].unbind(1)
         rows_of_bank = bank[columns.to(bank.device)].to(queries.device, torch.float64) - centre
-        out[start:start + RECHECK_PAIRS] = ((queries[rows] - rows_of_bank) ** 2).sum(dim=1)
+        out[start:start + step] = ((queries[rows] - rows_of_bank) ** 2).sum(dim=1)
     return out
 
 
@@ -81,51 +146,80 @@ def check_search(patches, bank):
         raise VPCError("the memory bank is empty: rebuild it from training patches")
 
 
-def nearest_distances(patches, bank, chunk_size=None):
+def search_in(dtype, bank, centre, queries, query_norms):
+    """What a search in ``dtype`` needs: (the bank's rows, made once per bank; the queries' rows; the
+    error bound per query; the output widening; the integer type of the values' bits)."""
+    device = centre.device
+    matrix, norm_max = prepared_for(bank, ("search matrix", dtype), device, lambda: search_matrix(bank, centre, dtype))
+    rows = torch.cat([queries.to(dtype), split_in(query_norms, dtype),
+                      torch.ones(len(queries), 2, dtype=dtype, device=device)], dim=1)
+    return (matrix, rows, search_error_bound(query_norms, norm_max, queries.shape[1], dtype), output_widening(dtype),
+            SEARCH_BITS[dtype])
+
+
+def nearest_distances(patches, bank, chunk_size=None, dtype=None):
     """L2 distance from each row of ``patches`` (P, D) to its nearest row of ``bank`` (M, D).
 
     Returns (P,) in the patches' dtype, on the patches' device. Both sides are centred on the
-    bank's mean rounded to float32 (distances do not change; the norms, and so the cancellation in
+    bank's mean in float32 (distances do not change; the norms, and so the cancellation in
     ||x||^2 + ||m||^2 - 2 x.m, shrink). Blocks of ``chunk_size`` x ``chunk_size`` pairs (default
-    by device: ``CHUNK_SIZE``) are searched with float32 matrix products (TF32 and bfloat16 off).
-    Every bank row whose float32
-    value comes within twice the float32 error bound of the patch's float32 minimum so far is a
-    candidate, and its distance is recomputed in float64 as a sum of squared differences. The true
-    nearest row is always a candidate, so the result is the float64 nearest distance; on typical
-    data a patch has a handful of candidates (about the logarithm of the number of blocks).
-    Extra memory: a float32 copy of the bank (M x (D + 1)) plus about
-    4 * chunk_size**2 + 8 * (P * (D + 4) + RECHECK_PAIRS * D) bytes.
+    by device: ``CHUNK_SIZE``) get their squared distances from one matrix product in ``dtype``
+    with float32 sums (TF32 off), each value s within e = ``search_error_bound`` of the exact one
+    before its final rounding, so within w |s| + e after it (w: ``output_widening``). The least
+    upper bound U so far of each patch's nearest squared distance rules out every row whose lower
+    bound exceeds it: the rest, those with s <= (U + e) / (1 - w), are candidates, and their
+    distances are recomputed in float64 as a sum of squared differences. The true nearest row is
+    always a candidate, so the result is the float64 nearest distance whatever the dtype.
+
+    ``dtype`` None: ``search_dtype`` for a bank of more than one block, float32 for a smaller one;
+    a bank that bfloat16 leaves with too many candidates (``BFLOAT16_CANDIDATE_SHARE``) is searched
+    in float32 from that block on, and in later calls.
+    Extra memory: a copy of the bank in ``dtype`` (M x (D + 4)) plus about
+    4 * chunk_size**2 + 8 * (P * (D + 8)) + 4 * RECHECK_VALUES bytes.
     """
     check_search(patches, bank)
     device = patches.device
     chunk_size = chunk_size or CHUNK_SIZE.get(device.type, CHUNK_SIZE["cpu"])
-    centre32, search, bank_norm_max = prepared_for(bank, "search matrix", device, lambda: search_matrix(bank, device))
-    centre = centre32.double()
-    queries = patches.to(torch.float64) - centre
+    centre = prepared_for(bank, "centre", device, lambda: bank_centre(bank, device))
+    # bfloat16 needs more than one block to pay (and to be measured): a bank of one is searched in float32.
+    preferred = prepared_for(bank, "search dtype", device,           # a list: it changes once at most
+                             lambda: [search_dtype(device) if bank.shape[0] > chunk_size else torch.float32])
+    adaptive = dtype is None and preferred[0] != torch.float32
+    dtype = dtype or preferred[0]
+    queries = patches.to(torch.float64) - centre.double()
     query_norms = (queries ** 2).sum(dim=1)
-    margin = 2 * float32_error_bound(query_norms, bank_norm_max, patches.shape[1])
-    queries32 = torch.cat([queries, torch.ones_like(query_norms[:, None])], dim=1).float()
-    approximate = torch.full_like(query_norms, float("inf"))      # float32 minima of ||m||^2 - 2 x.m
+    search, query_rows, error, widening, bits = search_in(dtype, bank, centre, queries, query_norms)
+    upper = torch.full_like(query_norms, float("inf"))            # least upper bounds so far
     nearest = torch.full_like(query_norms, float("inf"))          # float64 squared distances
-    infinity = torch.tensor(float("inf"), device=device)
+    searched = rechecked = 0                                      # pairs, past each chunk's first block
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
     try:
         for row in range(0, queries.shape[0], chunk_size):
             rows = slice(row, row + chunk_size)
             for start in range(0, bank.shape[0], chunk_size):
-                values = queries32[rows] @ search[start:start + chunk_size].T
-                block_minima = values.amin(dim=1)
-                approximate[rows] = torch.minimum(approximate[rows], block_minima.double())
-                # Candidates: values <= threshold (rounded up to float32), looked for only in the
-                # rows whose block minimum is one.
-                threshold = (approximate[rows] + margin[rows]).float().nextafter(infinity)
-                near = torch.nonzero(block_minima <= threshold).squeeze(1)
+                values = (query_rows[rows] @ search[start:start + chunk_size].T).view(bits)
+                minima = values.amin(dim=1)
+                # A negative minimum may not be the least of its row's values (its bits order
+                # backwards), but its upper bound still bounds the row's nearest distance.
+                least = minima.view(dtype).double()
+                upper[rows] = torch.minimum(upper[rows], least + widening * least.abs() + error[rows])
+                # 1e-12: the float64 arithmetic of the limit itself, rounded up.
+                limit = rounded_up_bits((upper[rows] + error[rows]) / (1 - widening) * (1 + 1e-12), dtype)
+                near = torch.nonzero(minima <= limit).squeeze(1)
                 if near.numel():
-                    found = torch.nonzero(values[near] <= threshold[near, None])
+                    found = torch.nonzero(values[near] <= limit[near, None])
                     pairs = torch.stack([row + near[found[:, 0]], start + found[:, 1]], dim=1)
-                    nearest.scatter_reduce_(0, pairs[:, 0], pair_squared_distances(queries, bank, centre, pairs),
-                                            reduce="amin")
+                    distances = pair_squared_distances(queries, bank, centre.double(), pairs)
+                    nearest.scatter_reduce_(0, pairs[:, 0], distances, reduce="amin")
+                if start:
+                    searched += values.numel()
+                    rechecked += len(found) if near.numel() else 0
+                if adaptive and rechecked > BFLOAT16_CANDIDATE_SHARE * searched:
+                    _PREPARED.pop((id(bank), ("search matrix", dtype), str(device)), None)
+                    preferred[0] = dtype = torch.float32
+                    adaptive = False
+                    search, query_rows, error, widening, bits = search_in(dtype, bank, centre, queries, query_norms)
     finally:
         torch.set_float32_matmul_precision(previous)
     return nearest.sqrt().to(patches.dtype)

@@ -116,7 +116,7 @@ def main():
         model = VideoPatchCore(method).fit(training_features(run, train, fields), device)
     model.banks_on(device)
     with stage("scoring (test)", n_test, rows, memory):
-        per_bank, _ = score_videos(model, run, test, fields, device)
+        per_bank = score_videos(model, run, test, fields, device).per_bank
     with stage("evaluation (published protocol)", n_test, rows, memory):
         scores = make_video_scores(per_bank, [labels[v.name] for v in test], [v.name for v in test])
         evaluate(scores, FusionWeights(0.5, 0.5, 0.5, 0.5, 0))

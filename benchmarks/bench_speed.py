@@ -2,15 +2,18 @@
 stage both ways on the same generated data, step by step, the encoder against the machine's
 matrix-product rate, scoring and the coreset against the official loops, all in one run.
 
-    python benchmarks/bench_speed.py [--quick] [--threads 2] [--bank_rows N] [--n_frames N] [--consecutive d]
+    python benchmarks/bench_speed.py [--quick] [--stage_only] [--threads 2] [--bank_rows N] [--n_frames N]
+                                     [--videos N] [--consecutive d] [--ratio r]
 
 1. The official computation, reimplemented here from SPEC.md on the library's own glue: the
    whole CLIP RN101 visual tower (layer4 and attention pool included, taps hooked on
    layer2/layer3, BatchNorm unfolded), per-object ``torch.cdist`` scoring and the Python-loop
-   greedy coreset; then ours (the folded taps, the blocked float32 search with its float64
-   recheck, the product-form coreset). Both run the published method (no label-free calibration)
-   on an Avenue-layout demo dataset (2 training and 2 test videos) with CLIP RN101 random
-   weights; the stage's seconds, the speed-up and both AUROCs are printed.
+   greedy coreset; then ours (the folded taps, the blocked search in bfloat16 where the CPU has
+   it, with its float64 recheck, the product-form coreset). Both run the published method (no
+   label-free calibration) on an Avenue-layout demo dataset (``--videos`` training and as many test
+   videos, 2 by default; clips of Avenue's 10 frames and its coreset ratio 0.01 unless
+   ``--consecutive`` / ``--ratio`` say otherwise) with CLIP RN101 random weights; the stage's
+   seconds, the speed-up and both AUROCs are printed.
 2. Our run step by step. Each row counts its own time only: a wrapped call made inside another
    (HDF5 reads inside ``fit``) counts to its own row, and the "incl. nested" column gives each
    row's time with what it called.
@@ -243,12 +246,12 @@ def demo_data(root, args):
     """The generated dataset with objects detected, and a run of the published method (random
     weights, no label-free calibration) in ``root / work``."""
     settings, d = DATASETS["avenue"], args.consecutive
-    make_demo(root / "data", "avenue", seed=0, n_train=2, n_test=2, n_frames=args.n_frames, width=args.width,
-              height=args.height)
+    make_demo(root / "data", "avenue", seed=0, n_train=args.videos, n_test=args.videos, n_frames=args.n_frames,
+              width=args.width, height=args.height)
     context = RunContext(settings=settings, consecutive=d, data_root=root / "data", work_dir=root / "work")
     run_object_detection(context, DetectionOptions(detector="motion"))
     method = MethodConfig(settings.name, d, settings.cnl_pool, settings.pool_for_sm,
-                          settings.power_n, ratios=dict.fromkeys(PUBLISHED_BANKS, settings.coreset_ratio),
+                          settings.power_n, ratios=dict.fromkeys(PUBLISHED_BANKS, args.ratio),
                           backbone="RN101", random_weights=True)
     return MemorizationRun(context, method, FusionWeights.chosen(0.5, 0.5, 0), label_free=False)
 
@@ -291,8 +294,8 @@ def micro_total(results):
 
 def print_stages(official, ours, args):
     print("## 1. The Memorization stage, official computation vs ours (same data, weights and threads)\n")
-    print(f"2 training + 2 test videos of {args.n_frames} frames ({args.width} x {args.height}), clips of "
-          f"{args.consecutive}; CLIP RN101 with random weights; {ours[3]} images through the encoder; "
+    print(f"{args.videos} training + {args.videos} test videos of {args.n_frames} frames ({args.width} x "
+          f"{args.height}), clips of {args.consecutive}, coreset ratio {args.ratio}; CLIP RN101 with random weights; {ours[3]} images through the encoder; "
           f"no label-free calibration.\n")
     print("| run | seconds | encoder images/s | protocol AUROC (micro, total) |")
     print("|---|---|---|---|")
@@ -401,8 +404,12 @@ def main():
     parser.add_argument("--n_frames", type=int, default=None, help="frames per generated video (40; --quick 10)")
     parser.add_argument("--consecutive", type=int, default=None,
                         help="frames per clip (Avenue's 10; --quick 5)")
+    parser.add_argument("--videos", type=int, default=2, help="training videos, and as many test videos")
+    parser.add_argument("--ratio", type=float, default=DATASETS["avenue"].coreset_ratio,
+                        help="coreset ratio of the three banks (Avenue's)")
     parser.add_argument("--width", type=int, default=640, help="generated frame width (Avenue's)")
     parser.add_argument("--height", type=int, default=360, help="generated frame height (Avenue's)")
+    parser.add_argument("--stage_only", action="store_true", help="only parts 1 and 2")
     parser.add_argument("--bank_rows", type=int, default=None,
                         help="synthetic bank rows (4000000, ShanghaiTech's spatial bank; --quick 200000)")
     args = parser.parse_args()
@@ -422,6 +429,8 @@ def main():
         ours = timed_stage(fresh_work(run, "ours"), lambda stack: None)
     print_stages(official, ours, args)
     print_breakdown(ours[0], ours[2])
+    if args.stage_only:
+        return
     with quiet():
         published = Memorization.backbone.load_backbone("RN101", device="cpu", random_weights=True, form="published")
         folded = Memorization.backbone.load_backbone("RN101", device="cpu", random_weights=True, form="folded")
