@@ -88,7 +88,11 @@ def greedy_coreset_indices(features, n_select, random_projection=False, eps=0.9,
     chosen = torch.zeros(n_select, dtype=torch.long, device=points.device)
     centres = points.new_empty(n_select, dim)      # the chosen points, in order, for the rechecks
     centres[0] = points[0]
-    nearest = torch.addmv(norms, centred, centred[0], alpha=-2).add_(norms[0])
+
+    def distances_to(index):      # product form: ||c_i||^2 + ||c_index||^2 - 2 c_i.c_index for every i
+        return torch.addmv(norms, centred, centred[index], alpha=-2).add_(norms[index])
+
+    nearest = distances_to(0)
     for step in range(1, n_select):
         farthest = torch.argmax(nearest)
         largest = float(nearest[farthest])
@@ -102,7 +106,7 @@ def greedy_coreset_indices(features, n_select, random_projection=False, eps=0.9,
             farthest = contenders[torch.argmax(published[contenders])]      # first of equals: the lowest index
         chosen[step] = farthest
         centres[step] = points[farthest]
-        nearest = torch.minimum(nearest, torch.addmv(norms, centred, centred[farthest], alpha=-2).add_(norms[farthest]))
+        nearest = torch.minimum(nearest, distances_to(farthest))
     return chosen.cpu()
 
 

@@ -17,8 +17,8 @@ from extra.device import default_device
 from extra.errors import VPCError, warn
 from extra.lock import work_lock
 from extra.progress import progress
-from extra.sharding import map_videos
 from extra.provenance import read_json_record, write_json_record
+from extra.sharding import map_videos
 from extra.store import is_empty_clip, open_clip_file, read_clip_file
 from Memorization.banks import PUBLISHED, STREAMS, bank_path, streams_of
 from Memorization.calibration import calibrated_local

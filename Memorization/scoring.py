@@ -115,14 +115,23 @@ def rounded_up_bits(limits, dtype):
 _PREPARED = {}
 
 
+def _prepared_key(bank, what, device):
+    return id(bank), what, str(device)
+
+
 def prepared_for(bank, what, device, prepare):
     """``prepare()`` once per bank tensor, ``what`` and device (banks are never changed in place): a
     bank scored video after video is centred and copied once."""
-    key = (id(bank), what, str(device))
+    key = _prepared_key(bank, what, device)
     if key not in _PREPARED:
         _PREPARED[key] = prepare()
         weakref.finalize(bank, _PREPARED.pop, key, None)
     return _PREPARED[key]
+
+
+def forget_prepared(bank, what, device):
+    """Drop what ``prepared_for`` keeps for (bank, what, device), if anything."""
+    _PREPARED.pop(_prepared_key(bank, what, device), None)
 
 
 def pair_squared_distances(queries, bank, centre, pairs):
@@ -186,7 +195,8 @@ def nearest_distances(patches, bank, chunk_size=None, dtype=None):
                              lambda: [search_dtype(device) if bank.shape[0] > chunk_size else torch.float32])
     adaptive = dtype is None and preferred[0] != torch.float32
     dtype = dtype or preferred[0]
-    queries = patches.to(torch.float64) - centre.double()
+    centre64 = centre.double()
+    queries = patches.to(torch.float64) - centre64
     query_norms = (queries ** 2).sum(dim=1)
     search, query_rows, error, widening, bits = search_in(dtype, bank, centre, queries, query_norms)
     upper = torch.full_like(query_norms, float("inf"))            # least upper bounds so far
@@ -207,16 +217,18 @@ def nearest_distances(patches, bank, chunk_size=None, dtype=None):
                 # 1e-12: the float64 arithmetic of the limit itself, rounded up.
                 limit = rounded_up_bits((upper[rows] + error[rows]) / (1 - widening) * (1 + 1e-12), dtype)
                 near = torch.nonzero(minima <= limit).squeeze(1)
+                candidates = 0
                 if near.numel():
                     found = torch.nonzero(values[near] <= limit[near, None])
                     pairs = torch.stack([row + near[found[:, 0]], start + found[:, 1]], dim=1)
-                    distances = pair_squared_distances(queries, bank, centre.double(), pairs)
+                    distances = pair_squared_distances(queries, bank, centre64, pairs)
                     nearest.scatter_reduce_(0, pairs[:, 0], distances, reduce="amin")
+                    candidates = len(pairs)
                 if start:
                     searched += values.numel()
-                    rechecked += len(found) if near.numel() else 0
+                    rechecked += candidates
                 if adaptive and rechecked > BFLOAT16_CANDIDATE_SHARE * searched:
-                    _PREPARED.pop((id(bank), ("search matrix", dtype), str(device)), None)
+                    forget_prepared(bank, ("search matrix", dtype), device)
                     preferred[0] = dtype = torch.float32
                     adaptive = False
                     search, query_rows, error, widening, bits = search_in(dtype, bank, centre, queries, query_norms)

@@ -19,23 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from measure import PeakMemory  # noqa: E402
+from measure import SHANGHAI_BANKS, SHANGHAI_TRAIN_VIDEOS, PeakMemory  # noqa: E402
 from Memorization.coreset import subsample  # noqa: E402
 from Memorization.options import SEARCHES  # noqa: E402
 from Memorization.scoring import object_scores  # noqa: E402
 from Memorization.search import describe, measure_search  # noqa: E402
 
-TRAIN_VIDEOS = 330
 RATIO = 0.25
 POWER = 2                      # ShanghaiTech's power n
-# Per bank: rows per object, dimension, training patches (all videos) and test patches, at full scale.
-# 274,515 training frames = 68,629 clips of 4 with about 4.8 objects each (16 M spatial patches of
-# 49 per object); 40,791 test frames, about 2.6 M spatial test patches.
-BANKS = {
-    "spatial": (49, 64, 16_000_000, 2_600_000),
-    "temporal": (3, 64, 16_000_000 * 3 // 49, 2_600_000 * 3 // 49),
-    "highlevel": (4, 1536, 274_515, 40_791),
-}
 OBJECTS_PER_CALL = 150         # about the objects of the 32 clips the pipeline scores per call
 
 
@@ -70,14 +61,15 @@ def main():
     generator = torch.Generator().manual_seed(0)
     memory = PeakMemory()
     print(f"torch threads {torch.get_num_threads()}, scale {args.scale}, coreset ratio {RATIO}, power {POWER}")
-    for name, (rows, dim, train_rows, test_rows) in BANKS.items():
-        per_video = train_rows // TRAIN_VIDEOS
+    for name, (rows, dim, train_rows, test_rows) in SHANGHAI_BANKS.items():
+        per_video = train_rows // SHANGHAI_TRAIN_VIDEOS
         measured = {}
         with memory.measure(measured):
             seconds = coreset_seconds(per_video, dim, args.coreset_videos, generator)
         print(f"{name}: coreset of a training video of {per_video} x {dim}: {seconds:.1f} s, peak RSS "
-              f"{measured['rss_mib']:.0f} MiB; {TRAIN_VIDEOS} videos (extrapolated from {args.coreset_videos}): "
-              f"{seconds * TRAIN_VIDEOS / 60:.1f} min; full bank {int(train_rows * RATIO):,} x {dim} "
+              f"{measured['rss_mib']:.0f} MiB; {SHANGHAI_TRAIN_VIDEOS} videos (extrapolated from "
+              f"{args.coreset_videos}): {seconds * SHANGHAI_TRAIN_VIDEOS / 60:.1f} min; full bank "
+              f"{int(train_rows * RATIO):,} x {dim} "
               f"({train_rows * RATIO * dim * 4 / 2 ** 30:.2f} GiB float32)", flush=True)
         bank = torch.randn(int(train_rows * RATIO * args.scale), dim, generator=generator)
         n_objects = int(test_rows * args.scale) // rows

@@ -1,4 +1,5 @@
-"""What the benchmarks measure besides time (a library module of benchmarks/, not a script)."""
+"""What the benchmarks share: peak memory, a timer that waits for CUDA, and ShanghaiTech's sizes for
+runs at its scale (a library module of benchmarks/, not a script)."""
 import threading
 import time
 from contextlib import contextmanager
@@ -44,3 +45,16 @@ def timed(function):
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - start, value
+
+
+# ShanghaiTech at the published settings (d = 4), per bank: rows per object (or clip), dimension,
+# training patches of all videos and test patches. 274,515 training frames = 68,629 clips of 4 with
+# about 4.8 objects each (16 M spatial patches of 49 per object); 40,791 test frames, about 2.6 M
+# spatial test patches.
+SHANGHAI_BANKS = {
+    "spatial": (49, 64, 16_000_000, 2_600_000),
+    "temporal": (3, 64, 16_000_000 * 3 // 49, 2_600_000 * 3 // 49),
+    "highlevel": (4, 1536, 274_515, 40_791),
+}
+SHANGHAI_TRAIN_VIDEOS = 330
+SHANGHAI_TEST_FRAMES = 40_791

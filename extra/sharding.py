@@ -99,16 +99,16 @@ def map_videos(task, videos, label, cluster=None):
     shared = ray.put(task)
     results = [remote.remote(shared, video, torch.get_num_threads()) for video in videos]
     video_of = dict(zip(results, videos))
-    pending = list(results)
+    pending, finished = list(results), {}
     try:
         for _ in progress(videos, label):
             done, pending = ray.wait(pending, num_returns=1)
-            _result(ray, done[0], video_of[done[0]])
+            finished[done[0]] = _result(ray, done[0], video_of[done[0]])
     except BaseException:
         for ref in pending:      # a failed map leaves nothing running on the cluster
             ray.cancel(ref)
         raise
-    return ray.get(results)
+    return [finished[ref] for ref in results]
 
 
 def _result(ray, ref, video):

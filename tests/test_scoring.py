@@ -203,7 +203,7 @@ def test_a_bank_is_prepared_once_and_forgotten_with_it(monkeypatch):
 
 
 def search_dtype_of(bank):
-    return scoring._PREPARED[(id(bank), "search dtype", "cpu")][0]
+    return scoring._PREPARED[scoring._prepared_key(bank, "search dtype", "cpu")][0]
 
 
 def test_bfloat16_gives_way_to_float32_where_it_would_recheck_too_many(monkeypatch):
@@ -219,8 +219,8 @@ def test_bfloat16_gives_way_to_float32_where_it_would_recheck_too_many(monkeypat
     torch.testing.assert_close(nearest_distances(patches, bank, chunk_size=1024).double(),
                                brute_force(patches, bank), rtol=1e-6, atol=0)
     assert search_dtype_of(bank) == torch.float32
-    assert (id(bank), ("search matrix", torch.bfloat16), "cpu") not in scoring._PREPARED
-    assert (id(bank), ("search matrix", torch.float32), "cpu") in scoring._PREPARED
+    assert scoring._prepared_key(bank, ("search matrix", torch.bfloat16), "cpu") not in scoring._PREPARED
+    assert scoring._prepared_key(bank, ("search matrix", torch.float32), "cpu") in scoring._PREPARED
 
 
 def test_bfloat16_is_kept_where_its_candidates_are_few(monkeypatch):
