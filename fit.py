@@ -21,8 +21,8 @@ def main(argv=None):
     run = resolve_footage_run(args)
     from extra.lock import work_lock
     from extra.sources import footage_videos
-    from Memorization.footage import fit_footage
-    from Memorization.pipeline import load_backbone_for
+    from Memorization.encoders.loader import load_backbone_for
+    from Memorization.footage.fit import fit_footage
 
     videos = footage_videos(args.inputs)
     with work_lock(run.context.work_dir, run.method.dataset, [run.context.work_dir]):

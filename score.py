@@ -37,7 +37,8 @@ def main(argv=None):
     if args.gt and len(args.inputs) != 1:
         raise VPCError("--gt goes with a single input")
     from extra.sources import ClipReader
-    from Memorization.footage import FootageScorer, ground_truth_labels, score_source
+    from Memorization.footage.live import FootageScorer
+    from Memorization.footage.outputs import ground_truth_labels, score_source
     from Memorization.model import VideoPatchCore
 
     model = VideoPatchCore.load(args.model)

@@ -3,12 +3,25 @@
 Shared by the stage's commands (run.py, reproduce.py, figures.py); cheap to import, so a mistyped
 flag or a missing folder is reported before any model code loads.
 """
-from extra.cli import OneLineErrorParser, add_bool_flag, add_ray_arguments, base_parser, resolve_context
+from extra.cli import (
+    OneLineErrorParser,
+    add_bool_flag,
+    add_ray_arguments,
+    base_parser,
+    resolve_context,
+)
 from extra.errors import VPCError
-from Memorization.evaluation import FusionWeights
+from extra.evaluation.fusion import FusionWeights
 from Memorization.options import (
-    ARCHITECTURES, BANK_ORDERS, COMPRESSIONS, NORMALIZATIONS, PUBLISHED_BANKS, SEARCHES, TEMPORAL_POOLING,
-    MemorizationRun, MethodConfig,
+    ARCHITECTURES,
+    BANK_ORDERS,
+    COMPRESSIONS,
+    NORMALIZATIONS,
+    PUBLISHED_BANKS,
+    SEARCHES,
+    TEMPORAL_POOLING,
+    MemorizationRun,
+    MethodConfig,
 )
 
 
@@ -89,7 +102,9 @@ def method_from_args(args, context):
     if args.clip_weights and args.random_weights:
         raise VPCError("--clip_weights and --random_weights exclude each other")
     if args.search != SEARCHES[0]:
-        from Memorization.search import faiss_module     # torch-heavy: only when a faiss search is asked for
+        from Memorization.knn.search import (
+            faiss_module,  # torch-heavy: only when a faiss search is asked for
+        )
 
         faiss_module()
     return MethodConfig(

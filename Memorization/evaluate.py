@@ -19,8 +19,13 @@ def main(argv=None):
     parser.add_argument("--fixed_b1", type=float, default=None, help="local-stream weight (default: as saved)")
     parser.add_argument("--fixed_sigma", type=int, default=None, help="smoothing sigma (default: as saved)")
     args = parser.parse_args(argv)
-    from Memorization.evaluation import (
-        RESULTS_FILE, SCORES_FILE, FusionWeights, evaluate, format_results, load_results,
+    from extra.evaluation.fusion import FusionWeights
+    from extra.evaluation.harness import evaluate
+    from extra.evaluation.results import (
+        RESULTS_FILE,
+        SCORES_FILE,
+        format_results,
+        load_results,
     )
 
     folder = Path(args.results_dir)

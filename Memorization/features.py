@@ -21,9 +21,15 @@ from extra.datasets import normalize_frame
 from extra.device import device_description
 from extra.errors import VPCError
 from extra.sharding import WorkerModel, map_videos
-from extra.store import clip_key, is_empty_clip, is_finished, open_clip_file, write_clip_file
+from extra.store import (
+    clip_key,
+    is_empty_clip,
+    is_finished,
+    open_clip_file,
+    write_clip_file,
+)
 from extra.workdir import OBJECT_BATCHES
-from Memorization.banks import STREAMS
+from Memorization.banks.specs import STREAMS
 from Memorization.options import COMPRESSIONS, NORMALIZATIONS
 
 INPUT_SIZE = 224       # the encoder's input side
@@ -270,7 +276,7 @@ def extract_split_features(videos, split, run, backbone, compressions=None):
 
 def worker_encoder(run):
     """The run's encoder as a Ray worker loads it: the way this process does (``load_backbone_for``)."""
-    from Memorization.pipeline import load_backbone_for
+    from Memorization.encoders.loader import load_backbone_for
 
     return WorkerModel(load_backbone_for, (run, None))
 

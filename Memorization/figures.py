@@ -14,9 +14,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from extra.errors import run_main  # noqa: E402
-from Memorization import plots  # noqa: E402
 from Memorization.cli import build_parser, resolve_run  # noqa: E402
 from Memorization.options import figures_folder  # noqa: E402
+from Memorization.paper import plots  # noqa: E402
 
 
 def build_figures_parser():

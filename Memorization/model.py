@@ -18,12 +18,19 @@ from pathlib import Path
 from extra.config import PRESETS
 from extra.device import default_device
 from extra.errors import VPCError
+from extra.evaluation.fusion import FusionWeights, calibrated_streams, stream_scores
+from extra.evaluation.scores import VideoScores
 from extra.io import atomic_path
 from extra.store import FileKind, load_tensor, save_tensor
-from Memorization.banks import PUBLISHED, bank_kind, bank_path, bank_record, score_clips, training_patches
-from Memorization.calibration import calibrated_streams
-from Memorization.coreset import Coreset, build_memory_bank
-from Memorization.evaluation import FusionWeights, VideoScores, stream_scores
+from Memorization.banks.coreset import Coreset, build_memory_bank
+from Memorization.banks.scores import score_clips
+from Memorization.banks.specs import (
+    PUBLISHED,
+    bank_kind,
+    bank_path,
+    bank_record,
+    training_patches,
+)
 from Memorization.options import BANK_ORDERS, MethodConfig
 
 MODEL_FORMAT = "videopatchcore"

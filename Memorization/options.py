@@ -7,8 +7,8 @@ model file stores. ``MemorizationRun`` adds where the run reads and writes and w
 from dataclasses import dataclass, field
 
 from extra.cli import RunContext
+from extra.evaluation.fusion import FusionWeights
 from extra.workdir import WorkDir
-from Memorization.evaluation import FusionWeights
 
 PUBLISHED_BANKS = ("spatial", "temporal", "highlevel")
 # Blocks of layer1..layer3 and stem width of CLIP's ResNets (the layer4 count plays no part here).
@@ -34,7 +34,7 @@ BANK_ORDERS = ("subsample_then_concat", "concat_then_subsample")
 # Channel compression of the local features to c' channels: split pooling (published), or the
 # Table 3 ablations, the first c' channels ("head") or c' channels drawn at random ("random").
 COMPRESSIONS = ("split", "head", "random")
-# Nearest-neighbour search of the scores: exact (default), or a faiss index (Memorization.search):
+# Nearest-neighbour search of the scores: exact (default), or a faiss index (Memorization.knn.search):
 # flat (exact up to float32 rounding) or IVF (approximate; its error is measured and printed).
 SEARCHES = ("exact", "faiss-flat", "faiss-ivf")
 

@@ -15,22 +15,31 @@ import torch
 from extra.datasets import labelled_test_videos, list_videos
 from extra.device import default_device
 from extra.errors import VPCError, warn
+from extra.evaluation.fusion import LOCAL_FUSION, calibrated_local, fused_per_video
+from extra.evaluation.harness import evaluate
+from extra.evaluation.regions import load_mask_tracks, load_region_tracks, rbdc_tbdc
+from extra.evaluation.results import (
+    RESULTS_FILE,
+    SCORES_FILE,
+    format_results,
+    save_results,
+)
+from extra.evaluation.scores import make_video_scores
 from extra.lock import work_lock
 from extra.progress import progress
 from extra.provenance import read_json_record, write_json_record
 from extra.sharding import map_videos
 from extra.store import is_empty_clip, open_clip_file, read_clip_file
-from Memorization.banks import PUBLISHED, STREAMS, bank_path, streams_of
-from Memorization.calibration import calibrated_local
-from Memorization.evaluation import (
-    LOCAL_FUSION, RESULTS_FILE, SCORES_FILE, evaluate, format_results, fused_per_video,
-    make_video_scores, save_results,
+from Memorization.banks.search_check import SearchCheck
+from Memorization.banks.specs import PUBLISHED, STREAMS, bank_path, streams_of
+from Memorization.encoders.loader import load_backbone_for
+from Memorization.features import (
+    backbone_record,
+    extract_split_features,
+    feature_record,
 )
-from Memorization.features import backbone_record, extract_split_features, feature_record
 from Memorization.model import VideoFeatures, VideoPatchCore, video_coresets
 from Memorization.options import BANK_ORDERS, results_folder, results_name
-from Memorization.regions import load_mask_tracks, load_region_tracks, rbdc_tbdc
-from Memorization.search import SearchCheck
 from ObjectDetection.objects import clip_boxes_of
 
 
@@ -135,7 +144,7 @@ def object_score(scores, weights, calibration):
 
 
 def region_results(run, videos, objects, weights, calibration):
-    """RBDC and TBDC (Memorization.regions) of every test object as a region on each frame of its clip,
+    """RBDC and TBDC (extra.evaluation.regions) of every test object as a region on each frame of its clip,
     against the region tracks; None when the dataset has none or the object files hold no boxes."""
     truth = region_ground_truth(run, videos)
     if truth is None:
@@ -169,14 +178,6 @@ def region_results(run, videos, objects, weights, calibration):
                              else "a1 S + a2 T, raw, fixed weights")}
 
 
-def load_backbone_for(run, device):
-    from Memorization.backbone import load_backbone   # CLIP's import is slow: only when a model is needed
-
-    backbone = load_backbone(run.method.backbone, device=device, random_weights=run.method.random_weights)
-    print(f"backbone: {backbone.description}", flush=True)
-    return backbone
-
-
 def memory_of(run, backbone, fields, device):
     """The model and whether its banks were built now: reused when they are saved with this run's
     settings, else built from the training features (extracted where missing) and saved."""
@@ -204,7 +205,7 @@ def calibration_path(run):
 
 def calibration_of(run, model, backbone, fields, rebuilt):
     """The model's label-free calibration: reused when saved for the same banks and settings, else made
-    from the training videos (Memorization.pseudo) and saved; None (with a warning) when it cannot be
+    from the training videos (Memorization.calibration.heldout) and saved; None (with a warning) when it cannot be
     made because the encoder is not loaded."""
     path = calibration_path(run)
     record = {**asdict(run.method), **fields, "false_alarm_rate": run.false_alarm_rate}
@@ -216,7 +217,9 @@ def calibration_of(run, model, backbone, fields, rebuilt):
         warn(f"no label-free calibration at {path}, and making one needs the encoder: run with "
              f"--save_feature=True once; the label-free column is left out")
         return None
-    from Memorization.pseudo import label_free_calibration   # torch-heavy recipes, only when calibrating
+    from Memorization.calibration.heldout import (
+        label_free_calibration,  # torch-heavy recipes, only when calibrating
+    )
 
     videos = list_videos(run.context.settings, run.context.data_root, "train", run.method.consecutive)
     extract_split_features(videos, "train", run, backbone)

@@ -15,9 +15,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from extra.cli import add_bool_flag, base_parser  # noqa: E402
 from extra.errors import run_main  # noqa: E402
 from Memorization.cli import (  # noqa: E402
-    add_backbone_arguments, add_evaluation_arguments, add_method_arguments, resolve_run,
+    add_backbone_arguments,
+    add_evaluation_arguments,
+    add_method_arguments,
+    resolve_run,
 )
-from Memorization.tables import TABLE_KEYS  # noqa: E402
+from Memorization.paper.tables import TABLE_KEYS  # noqa: E402
 
 
 def build_parser():
@@ -37,7 +40,9 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     base = resolve_run(args)
-    from Memorization.reproduction import reproduce_tables   # the model code, once the arguments are sound
+    from Memorization.paper.reproduction import (
+        reproduce_tables,  # the model code, once the arguments are sound
+    )
 
     print()
     print(reproduce_tables(base, TABLE_KEYS if args.table == "all" else (args.table,)), flush=True)

@@ -21,22 +21,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
+from measure import SHANGHAI_BANKS, SHANGHAI_TEST_FRAMES, timed  # noqa: E402
 
 from extra.cli import RunContext  # noqa: E402
 from extra.config import DATASETS  # noqa: E402
 from extra.datasets import labelled_test_videos, list_videos  # noqa: E402
 from extra.device import default_device, device_description  # noqa: E402
+from extra.evaluation.fusion import FusionWeights  # noqa: E402
 from extra.make_demo import make_demo  # noqa: E402
-from Memorization.backbone import load_backbone  # noqa: E402
-from Memorization.evaluation import FusionWeights  # noqa: E402
+from Memorization.encoders.clip_resnet import load_backbone  # noqa: E402
 from Memorization.features import extract_split_features  # noqa: E402
+from Memorization.knn.exact import nearest_distances  # noqa: E402
 from Memorization.options import PUBLISHED_BANKS, MemorizationRun, MethodConfig  # noqa: E402
-from Memorization.scoring import nearest_distances  # noqa: E402
-from Memorization.tables import RATIOS, TABLE6_FPS  # noqa: E402
+from Memorization.paper.tables import RATIOS, TABLE6_FPS  # noqa: E402
 from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
-
-from measure import SHANGHAI_BANKS, SHANGHAI_TEST_FRAMES, timed  # noqa: E402
-
 
 
 def scoring_seconds_per_frame(ratio, sample, device):

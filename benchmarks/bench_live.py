@@ -24,12 +24,13 @@ import numpy as np  # noqa: E402
 from extra.cli import RunContext  # noqa: E402
 from extra.config import PRESETS  # noqa: E402
 from extra.device import default_device, device_description  # noqa: E402
+from extra.evaluation.fusion import FusionWeights  # noqa: E402
 from extra.make_demo import make_demo  # noqa: E402
 from extra.sources import ClipReader, footage_videos  # noqa: E402
-from Memorization.evaluation import FusionWeights  # noqa: E402
-from Memorization.footage import FootageScorer, fit_footage  # noqa: E402
+from Memorization.encoders.loader import load_backbone_for  # noqa: E402
+from Memorization.footage.fit import fit_footage  # noqa: E402
+from Memorization.footage.live import FootageScorer  # noqa: E402
 from Memorization.options import PUBLISHED_BANKS, MemorizationRun, MethodConfig  # noqa: E402
-from Memorization.pipeline import load_backbone_for  # noqa: E402
 
 
 def latency_line(mode, latencies, frames, seconds, fps):

@@ -19,21 +19,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
+from measure import PeakMemory  # noqa: E402
 
 from extra.cli import RunContext  # noqa: E402
 from extra.config import DATASETS  # noqa: E402
-from extra.datasets import list_videos, labelled_test_videos  # noqa: E402
+from extra.datasets import labelled_test_videos, list_videos  # noqa: E402
 from extra.device import default_device, device_description  # noqa: E402
+from extra.evaluation.fusion import FusionWeights  # noqa: E402
+from extra.evaluation.harness import evaluate  # noqa: E402
+from extra.evaluation.scores import make_video_scores  # noqa: E402
 from extra.make_demo import make_demo  # noqa: E402
 from Memorization import features  # noqa: E402
-from Memorization.backbone import load_backbone  # noqa: E402
-from Memorization.evaluation import FusionWeights, evaluate, make_video_scores  # noqa: E402
+from Memorization.encoders.clip_resnet import load_backbone  # noqa: E402
 from Memorization.model import VideoPatchCore  # noqa: E402
 from Memorization.options import PUBLISHED_BANKS, MemorizationRun, MethodConfig  # noqa: E402
 from Memorization.pipeline import score_videos, training_features  # noqa: E402
 from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
-
-from measure import PeakMemory  # noqa: E402
 
 
 @contextmanager

@@ -26,12 +26,13 @@ from extra.cli import RunContext  # noqa: E402
 from extra.config import DATASETS  # noqa: E402
 from extra.datasets import list_videos  # noqa: E402
 from extra.device import default_device, device_description  # noqa: E402
+from extra.evaluation.fusion import FusionWeights  # noqa: E402
 from extra.make_demo import make_demo  # noqa: E402
 from extra.sharding import connect, ray_cluster  # noqa: E402
-from Memorization.evaluation import FusionWeights  # noqa: E402
+from Memorization.encoders.loader import load_backbone_for  # noqa: E402
 from Memorization.features import backbone_record, extract_split_features  # noqa: E402
 from Memorization.options import PUBLISHED_BANKS, MemorizationRun, MethodConfig  # noqa: E402
-from Memorization.pipeline import fitted_model, load_backbone_for  # noqa: E402
+from Memorization.pipeline import fitted_model  # noqa: E402
 from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
 from tests.helpers import output_differences, stage_outputs  # noqa: E402
 

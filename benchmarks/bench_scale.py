@@ -8,7 +8,7 @@ few training videos of the real per-video size are timed (the published order dr
 video) and the time is extrapolated to the 330 videos. Scoring: a bank and test patches of ``scale``
 times the real counts, scored by each search; exact and faiss-flat time grows with patches x bank
 rows (extrapolated by 1 / scale ** 2), faiss-ivf's with patches x sqrt(bank rows) (1 / scale ** 1.5).
-The faiss searches' recall@1 and score change are measured as a run does (Memorization.search).
+The faiss searches' recall@1 and score change are measured as a run does (Memorization.knn.search).
 """
 import argparse
 import sys
@@ -18,12 +18,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-
 from measure import SHANGHAI_BANKS, SHANGHAI_TRAIN_VIDEOS, PeakMemory  # noqa: E402
-from Memorization.coreset import subsample  # noqa: E402
+
+from Memorization.banks.coreset import subsample  # noqa: E402
+from Memorization.banks.scores import object_scores  # noqa: E402
+from Memorization.knn.search import describe, measure_search  # noqa: E402
 from Memorization.options import SEARCHES  # noqa: E402
-from Memorization.scoring import object_scores  # noqa: E402
-from Memorization.search import describe, measure_search  # noqa: E402
 
 RATIO = 0.25
 POWER = 2                      # ShanghaiTech's power n

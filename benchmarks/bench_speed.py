@@ -46,28 +46,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cv2  # noqa: E402
 import torch  # noqa: E402
 from clip.model import ModifiedResNet, convert_weights  # noqa: E402
+from measure import timed  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import extra.datasets  # noqa: E402
-import Memorization.backbone  # noqa: E402
-import Memorization.banks  # noqa: E402
-import Memorization.coreset  # noqa: E402
+import Memorization.banks.coreset  # noqa: E402
+import Memorization.banks.scores  # noqa: E402
+import Memorization.encoders.clip_resnet  # noqa: E402
 import Memorization.pipeline  # noqa: E402
 from extra.cli import RunContext  # noqa: E402
 from extra.config import DATASETS  # noqa: E402
 from extra.device import device_description  # noqa: E402
+from extra.evaluation.fusion import FusionWeights  # noqa: E402
 from extra.make_demo import make_demo  # noqa: E402
 from extra.store import ClipFile, ClipFileWriter  # noqa: E402
 from Memorization import features  # noqa: E402
-from Memorization.coreset import greedy_coreset_indices  # noqa: E402
-from Memorization.evaluation import FusionWeights  # noqa: E402
+from Memorization.banks.coreset import greedy_coreset_indices  # noqa: E402
+from Memorization.banks.scores import object_scores  # noqa: E402
 from Memorization.model import VideoPatchCore  # noqa: E402
-from Memorization.options import ARCHITECTURES, PUBLISHED_BANKS, MemorizationRun, MethodConfig  # noqa: E402
+from Memorization.options import (  # noqa: E402
+    ARCHITECTURES,
+    PUBLISHED_BANKS,
+    MemorizationRun,
+    MethodConfig,
+)
 from Memorization.pipeline import run_memorization  # noqa: E402
-from Memorization.scoring import object_scores  # noqa: E402
 from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
-
-from measure import timed  # noqa: E402
 
 SIZE = features.INPUT_SIZE
 
@@ -140,7 +144,7 @@ class TimedBackbone(torch.nn.Module):
 ENCODER = "encoder forward"
 # (owner, attribute, step): the library calls timed in the stage; order = the table's order.
 STEPS = (
-    (Memorization.backbone, "load_backbone", "backbone load (random RN101, fp16-rounded, folded)"),
+    (Memorization.encoders.clip_resnet, "load_backbone", "backbone load (random RN101, fp16-rounded, folded)"),
     (extra.datasets, "read_frame", "reading frames (cv2.imread)"),
     (features, "frames_to_input", "global input prep (frames_to_input: resize, scale)"),
     (features, "local_feature_set", "local input prep (crops to float, 64 -> 224 interpolate)"),
@@ -229,14 +233,14 @@ def python_greedy(points, n_select, *_):
 @contextlib.contextmanager
 def official_computation():
     """The stage's encoder, scoring and coreset replaced by the official code's, for its duration."""
-    load = Memorization.backbone.load_backbone
+    load = Memorization.encoders.clip_resnet.load_backbone
 
     def load_official(*args, **kwargs):
         return OfficialTower(load(*args, **{**kwargs, "form": "published"}))
 
-    with mock.patch.object(Memorization.backbone, "load_backbone", load_official), \
-            mock.patch.object(Memorization.banks, "object_scores", cdist_scores), \
-            mock.patch.object(Memorization.coreset, "greedy_coreset_indices", python_greedy):
+    with mock.patch.object(Memorization.encoders.clip_resnet, "load_backbone", load_official), \
+            mock.patch.object(Memorization.banks.scores, "object_scores", cdist_scores), \
+            mock.patch.object(Memorization.banks.coreset, "greedy_coreset_indices", python_greedy):
         yield
 
 
@@ -432,8 +436,8 @@ def main():
     if args.stage_only:
         return
     with quiet():
-        published = Memorization.backbone.load_backbone("RN101", device="cpu", random_weights=True, form="published")
-        folded = Memorization.backbone.load_backbone("RN101", device="cpu", random_weights=True, form="folded")
+        published = Memorization.encoders.clip_resnet.load_backbone("RN101", device="cpu", random_weights=True, form="published")
+        folded = Memorization.encoders.clip_resnet.load_backbone("RN101", device="cpu", random_weights=True, form="folded")
     print_encoder(published, folded, args)
     print_search(args)
 

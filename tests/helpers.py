@@ -33,7 +33,7 @@ def write_fixed_box_objects(data_root, work_dir, consecutive, objects_in_clip=la
 def make_run(work_dir, dataset="avenue", consecutive=2, data_root=None, overwrite=False, **method):
     """A MemorizationRun of the dataset's defaults with ``method`` fields changed (cnl_pool, ratios, ...)."""
     from extra.cli import RunContext
-    from Memorization.evaluation import FusionWeights
+    from extra.evaluation.fusion import FusionWeights
     from Memorization.options import PUBLISHED_BANKS, MemorizationRun, MethodConfig
 
     settings = DATASETS[dataset]
@@ -50,7 +50,7 @@ def small_random_checkpoint(path):
     import torch
     from clip.model import convert_weights
 
-    from Memorization.backbone import ResNetTaps, save_checkpoint
+    from Memorization.encoders.clip_resnet import ResNetTaps, save_checkpoint
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

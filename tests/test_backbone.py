@@ -6,8 +6,14 @@ from clip.model import ModifiedResNet, convert_weights
 from torch import nn
 
 from extra.errors import VPCError
-from Memorization.backbone import (RANDOM_MARKER, build_random, fold_batchnorm, load_backbone,
-                                   model_from_state_dict, save_checkpoint)
+from Memorization.encoders.clip_resnet import (
+    RANDOM_MARKER,
+    build_random,
+    fold_batchnorm,
+    load_backbone,
+    model_from_state_dict,
+    save_checkpoint,
+)
 
 TINY = dict(layers=(1, 2, 1, 1), output_dim=16, heads=2, input_resolution=32, width=8)
 

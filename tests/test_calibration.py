@@ -8,14 +8,20 @@ import numpy as np
 import pytest
 import torch
 
+from extra.evaluation.fusion import FusionWeights, calibrated_streams, normalisation
+from extra.evaluation.harness import evaluate
+from extra.evaluation.scores import make_video_scores
 from extra.make_demo import make_demo
-from Memorization.calibration import calibrate, calibrated_streams, normalisation
-from Memorization.evaluation import FusionWeights, evaluate, make_video_scores
-from Memorization.pseudo import freeze_index, pasted, shuffled_grid, swapped
+from Memorization.calibration.recipes import (
+    freeze_index,
+    pasted,
+    shuffled_grid,
+    swapped,
+)
+from Memorization.calibration.weights import calibrate
 from Memorization.run import main as run_stage
 from ObjectDetection.run import main as detection_main
 from tests.helpers import small_random_checkpoint
-
 
 # --- recipes ------------------------------------------------------------------------------------------
 

@@ -3,9 +3,15 @@ import pytest
 import torch
 from sklearn.random_projection import SparseRandomProjection
 
+import Memorization.banks.coreset
 from extra.errors import VPCError
-import Memorization.coreset
-from Memorization.coreset import Coreset, build_memory_bank, coreset_size, greedy_coreset_indices, subsample
+from Memorization.banks.coreset import (
+    Coreset,
+    build_memory_bank,
+    coreset_size,
+    greedy_coreset_indices,
+    subsample,
+)
 
 LINE_X = [0.0, 10.0, 4.0, 7.0, 1.0, 2.0]
 
@@ -61,10 +67,10 @@ def point_sets():
 @pytest.mark.parametrize("name, points", list(point_sets()), ids=lambda v: v if isinstance(v, str) else "")
 def test_product_form_gives_the_published_order(name, points, monkeypatch):
     recomputed = []
-    original = Memorization.coreset.squared_distances
-    monkeypatch.setattr(Memorization.coreset, "squared_distances",
+    original = Memorization.banks.coreset.squared_distances
+    monkeypatch.setattr(Memorization.banks.coreset, "squared_distances",
                         lambda *a: recomputed.append(1) or original(*a))
-    monkeypatch.setattr(Memorization.coreset, "RECHECK_ELEMENTS", 1000)      # the recheck in pieces
+    monkeypatch.setattr(Memorization.banks.coreset, "RECHECK_ELEMENTS", 1000)      # the recheck in pieces
     assert greedy_coreset_indices(points, 400).tolist() == published_greedy(points, 400)
     if name == "integer lattice":
         assert recomputed          # ties were decided by the published values, not the product form

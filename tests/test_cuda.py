@@ -8,9 +8,9 @@ distances within 1e-6 relative of the CPU's.
 import pytest
 import torch
 
-from Memorization.backbone import load_backbone
-from Memorization.coreset import greedy_coreset_indices
-from Memorization.scoring import nearest_distances
+from Memorization.banks.coreset import greedy_coreset_indices
+from Memorization.encoders.clip_resnet import load_backbone
+from Memorization.knn.exact import nearest_distances
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

@@ -5,12 +5,28 @@ import pytest
 from scipy.ndimage import gaussian_filter1d
 
 from extra.errors import VPCError
-from Memorization.evaluation import (
-    WEIGHTS, BankBest, FusionWeights, LocalBest, TotalBest, complement, evaluate, evaluate_streams,
-    format_results, fused_per_video, global_stream, load_results, macro_auroc, make_video_scores,
-    micro_auroc, minmax, published_protocol, save_results, search_local, search_total, smooth,
+from extra.evaluation.fusion import (
+    WEIGHTS,
+    FusionWeights,
+    complement,
+    fused_per_video,
+    global_stream,
+    minmax,
+    smooth,
     zscore,
 )
+from extra.evaluation.harness import evaluate, evaluate_streams
+from extra.evaluation.metrics import macro_auroc, micro_auroc
+from extra.evaluation.protocol import (
+    BankBest,
+    LocalBest,
+    TotalBest,
+    published_protocol,
+    search_local,
+    search_total,
+)
+from extra.evaluation.results import format_results, load_results, save_results
+from extra.evaluation.scores import make_video_scores
 
 
 def published(spatial, temporal, highlevel):
@@ -249,7 +265,7 @@ def test_weights_chosen_from_a1_and_b1_have_exact_complements():
 
 
 def test_both_macro_conventions_by_hand():
-    from Memorization.evaluation import padded_macro_auroc
+    from extra.evaluation.metrics import padded_macro_auroc
 
     scores = [np.array([0.5, 0.2]), np.array([0.3, 0.4]), np.array([0.9, 0.1, 1.0])]
     labels = [np.array([1, 0]), np.array([0, 0]), np.array([0, 1, 0])]

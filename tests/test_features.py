@@ -12,11 +12,22 @@ from extra.datasets import Video
 from extra.errors import VPCError
 from extra.provenance import read_h5_record, write_h5_record
 from extra.workdir import WorkDir
-from Memorization.backbone import ResNetTaps
+from Memorization.encoders.clip_resnet import ResNetTaps
+from Memorization.features import (
+    channel_matrix,
+    compress_channels,
+    compressed_maps,
+    extract_split_features,
+    extract_video_features,
+    frame_major,
+    frames_to_input,
+    gap_plus_gmp,
+    global_features,
+    local_features,
+    pool_map,
+    tapped_maps,
+)
 from tests.helpers import make_run
-from Memorization.features import (compress_channels, compressed_maps, channel_matrix, tapped_maps,
-                                   extract_split_features, extract_video_features, frame_major, frames_to_input,
-                                   gap_plus_gmp, global_features, local_features, pool_map)
 
 
 class FakeTaps(nn.Module):

@@ -19,14 +19,23 @@ import torch
 
 from extra.datasets import list_videos
 from extra.errors import VPCError
+from extra.evaluation.fusion import FusionWeights, fused_per_video
+from extra.evaluation.scores import VideoScores
 from extra.make_demo import avenue_mat_bytes, make_demo
 from extra.store import empty_clip, open_clip_file, save_tensor, write_clip_file
 from extra.workdir import WorkDir
-from Memorization import plots
-from Memorization.banks import HIGHLEVEL, PUBLISHED, SPATIAL, STREAMS, TEMPORAL, bank_path, bank_record
+from Memorization.banks.specs import (
+    HIGHLEVEL,
+    PUBLISHED,
+    SPATIAL,
+    STREAMS,
+    TEMPORAL,
+    bank_path,
+    bank_record,
+)
 from Memorization.cli import build_parser, resolve_run
-from Memorization.evaluation import FusionWeights, VideoScores, fused_per_video
 from Memorization.features import feature_record
+from Memorization.paper import plots
 from Memorization.run import main as run_stage
 from ObjectDetection.objects import object_batches_writer
 

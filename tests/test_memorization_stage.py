@@ -15,8 +15,8 @@ import torch
 
 from extra.make_demo import make_demo
 from extra.workdir import WorkDir
-from Memorization.backbone import build_random, save_checkpoint
-from Memorization.banks import HIGHLEVEL, SPATIAL, TEMPORAL, training_patches
+from Memorization.banks.specs import HIGHLEVEL, SPATIAL, TEMPORAL, training_patches
+from Memorization.encoders.clip_resnet import build_random, save_checkpoint
 from Memorization.options import MethodConfig
 from Memorization.run import main
 from tests.helpers import write_fixed_box_objects

@@ -1,8 +1,8 @@
 """The method as one object: a bank added through its spec alone, a model file read back in a fresh
 process, one video scored from Python without a dataset layout."""
 import subprocess
-from dataclasses import replace
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +10,16 @@ import pytest
 import torch
 
 from extra.errors import VPCError
+from extra.evaluation.fusion import FusionWeights, fused_per_video
+from extra.evaluation.harness import evaluate
+from extra.evaluation.results import format_results
+from extra.evaluation.scores import make_video_scores
 from extra.make_demo import make_demo
-from Memorization import plots
-from Memorization.banks import PUBLISHED, BankSpec
-from Memorization.evaluation import FusionWeights, evaluate, format_results, fused_per_video, make_video_scores
-from Memorization.footage import video_features
+from Memorization.banks.specs import PUBLISHED, BankSpec
+from Memorization.footage.clips import video_features
 from Memorization.model import MODEL_VERSION, VideoFeatures, VideoPatchCore
 from Memorization.options import MethodConfig
+from Memorization.paper import plots
 from tests.helpers import small_random_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,7 +98,7 @@ def test_model_file_round_trip_and_fresh_process(tmp_path):
     script = f"""
 import sys, numpy as np, torch
 sys.path.insert(0, {str(REPO)!r})
-from Memorization.banks import PUBLISHED
+from Memorization.banks.specs import PUBLISHED
 from Memorization.model import VideoFeatures, VideoPatchCore
 from tests.test_model import ENERGY
 model = VideoPatchCore.load({str(path)!r}, specs=(*PUBLISHED, ENERGY))
@@ -152,7 +155,7 @@ def test_one_video_scored_from_python_without_a_dataset(footage, tmp_path):
     fitting = VideoPatchCore(method)
     train = [video_features(path, fitting, detector="motion", device="cpu")
              for path in sorted((data / "training" / "frames").iterdir())]
-    from Memorization.footage import model_backbone
+    from Memorization.encoders.loader import model_backbone
 
     fitting.backbone = model_backbone(fitting, "cpu").identity()
     fitting.fit(train, device="cpu").save(tmp_path / "avenue.vpc")

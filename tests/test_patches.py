@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from extra.errors import VPCError
-from Memorization.patches import (highlevel_patches, spatial_patches, temporal_differences,
-                                  temporal_patches, temporal_pooling)
+from Memorization.banks.patches import (
+    highlevel_patches,
+    spatial_patches,
+    temporal_differences,
+    temporal_patches,
+    temporal_pooling,
+)
 
 
 def block_image(value_of_cell, cell=4, grid=7):

@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 
 from extra.errors import VPCError
-from Memorization.regions import (
-    area_under, box_iou, load_mask_tracks, load_region_tracks, rbdc_tbdc, region_curves,
+from extra.evaluation.regions import (
+    area_under,
+    box_iou,
+    load_mask_tracks,
+    load_region_tracks,
+    rbdc_tbdc,
+    region_curves,
     tracks_from_masks,
 )
 

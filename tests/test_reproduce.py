@@ -21,8 +21,14 @@ from extra.errors import VPCError
 from extra.make_demo import make_demo
 from extra.workdir import WorkDir
 from Memorization.features import TIMING_ATTRIBUTE
+from Memorization.paper.tables import (
+    APPENDIX,
+    NOT_IN_PAPER,
+    Measured,
+    build_table,
+    format_table,
+)
 from Memorization.reproduce import main
-from Memorization.tables import APPENDIX, NOT_IN_PAPER, Measured, build_table, format_table
 from tests.helpers import small_random_checkpoint, write_fixed_box_objects
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,7 +76,7 @@ def test_every_table_is_printed_with_measured_and_published_values(first_run):
     assert list(tables) == HEADINGS
     for caption, header, rows in tables.values():
         assert any(line.startswith("> **WARNING: made with random (not pretrained) weights") for line in caption)
-        assert any("through the published protocol (Memorization.evaluation" in line for line in caption)
+        assert any("through the published protocol (extra.evaluation" in line for line in caption)
         measured, paper, fixed, free = (header.index(f"AUROC % {name}")
                                         for name in ("measured", "paper", "fixed weights", "label-free"))
         for row in rows:
@@ -119,9 +125,9 @@ def forbid_recomputing(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr("Memorization.backbone.load_backbone", forbidden)
+    monkeypatch.setattr("Memorization.encoders.clip_resnet.load_backbone", forbidden)
     monkeypatch.setattr("Memorization.model.build_memory_bank", forbidden)
-    monkeypatch.setattr("Memorization.banks.score_clips", forbidden)
+    monkeypatch.setattr("Memorization.banks.scores.score_clips", forbidden)
     monkeypatch.setattr("Memorization.model.score_clips", forbidden)
 
 

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import torch
 
+import Memorization.knn.exact as scoring
 from extra.errors import VPCError
-import Memorization.scoring as scoring
-from Memorization.scoring import clip_scores, frame_scores, nearest_distances, object_scores
+from Memorization.banks.scores import clip_scores, frame_scores, object_scores
+from Memorization.knn.exact import nearest_distances
 
 # Both precisions of the search are tested on every machine: bfloat16 (the default on CPUs that
 # have it in hardware) and float32 (elsewhere, and on CUDA).

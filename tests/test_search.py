@@ -1,4 +1,4 @@
-"""The nearest-neighbour search of the scores (Memorization.search, --search): faiss-flat agrees with the
+"""The nearest-neighbour search of the scores (Memorization.knn.search, --search): faiss-flat agrees with the
 exact search, faiss-ivf's error is measured and printed, and the flag's errors are one line."""
 import importlib.util
 import re
@@ -9,12 +9,14 @@ import torch
 
 import fit
 from extra.errors import EXIT_ERROR, run_main
-from Memorization import search
-from Memorization.banks import HIGHLEVEL
+from Memorization.banks.scores import object_scores
+from Memorization.banks.search_check import SearchCheck
+from Memorization.banks.specs import HIGHLEVEL
+from Memorization.knn import search
+from Memorization.knn.exact import nearest_distances
 from Memorization.model import VideoFeatures
 from Memorization.options import MethodConfig, results_name
 from Memorization.run import main as memorization_main
-from Memorization.scoring import nearest_distances, object_scores
 
 needs_faiss = pytest.mark.skipif(importlib.util.find_spec("faiss") is None,
                                  reason="faiss is not installed: make install-faiss (CI does)")
@@ -74,7 +76,7 @@ def test_a_run_prints_the_ivf_error_once_per_bank(capsys):
     bank = torch.randn(2000, 24, generator=generator)
     videos = [VideoFeatures({"global": [torch.randn(1, 24, 4, generator=generator) for _ in range(n)]})
               for n in (30, 300)]
-    check = search.SearchCheck([HIGHLEVEL], method, len(videos))
+    check = SearchCheck([HIGHLEVEL], method, len(videos))
     for index, features in enumerate(videos):
         check.add(features, index)
     records = check.report({"highlevel": bank})

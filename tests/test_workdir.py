@@ -2,7 +2,7 @@ from pathlib import Path
 
 from extra.store import clip_key
 from extra.workdir import WorkDir
-from Memorization.banks import HIGHLEVEL, SPATIAL, TEMPORAL, bank_path
+from Memorization.banks.specs import HIGHLEVEL, SPATIAL, TEMPORAL, bank_path
 from Memorization.options import MethodConfig
 
 

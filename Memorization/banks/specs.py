@@ -16,9 +16,13 @@ from typing import Callable
 import torch
 
 from extra.store import FileKind, is_empty_clip
+from Memorization.banks.patches import (
+    highlevel_patches,
+    spatial_patches,
+    temporal_patches,
+    temporal_pooling,
+)
 from Memorization.options import compression_record, temporal_tags
-from Memorization.patches import highlevel_patches, spatial_patches, temporal_patches, temporal_pooling
-from Memorization.scoring import clip_scores, frame_scores, object_scores
 
 FEATURES_REMEDY = ("run Memorization/run.py with the same flags (and --save_feature=True) to extract them; "
                    "it needs the object batches of ObjectDetection/run.py")
@@ -74,6 +78,8 @@ SPATIAL = BankSpec(
     rows_per_item=lambda m, side: (side // m.pool_for_sm) ** 2,
     record=lambda m: {"pool_for_sm": m.pool_for_sm},
     title="spatial", colour="tab:blue")
+
+
 TEMPORAL = BankSpec(
     "temporal", "local",
     patches=lambda lf, m, stage: temporal_patches(lf, temporal_pooling(stage, m.temporal_pooling),
@@ -81,11 +87,15 @@ TEMPORAL = BankSpec(
     rows_per_item=lambda m, side: m.consecutive - 1,
     record=lambda m: {"temporal_pooling": m.temporal_pooling, "absolute_difference": m.absolute_difference},
     tags=temporal_tags, title="temporal", colour="tab:orange")
+
+
 HIGHLEVEL = BankSpec(
     "highlevel", "global",
     patches=lambda gf, m, stage: highlevel_patches(gf),
     rows_per_item=lambda m, side: m.consecutive,
     title="global (high-level)", colour="tab:green")
+
+
 PUBLISHED = (SPATIAL, TEMPORAL, HIGHLEVEL)
 
 
@@ -113,8 +123,6 @@ def bank_path(work, spec, method):
     return STREAMS[spec.stream].directory(work, method) / f"{name}.pt"
 
 
-# --- items, patches and scores --------------------------------------------------------------------
-
 def stack_items(clips):
     """The items of some clips in one tensor (None when there are none), and the item count per clip."""
     clips = [torch.as_tensor(clip) for clip in clips]
@@ -127,27 +135,3 @@ def training_patches(spec, clips, method):
     """The memorising-stage patches of one video's clips for ``spec`` ((0, 0) when it has no item)."""
     items, _ = stack_items(clips)
     return torch.zeros(0, 0) if items is None else spec.patches(items, method, "train")
-
-
-def item_scores(spec, items, bank, method):
-    """Score of every item, (n_items,): its farthest row's distance to the bank, to the power n."""
-    return object_scores(spec.patches(items, method, "test"), items.shape[0], bank, method.power_n,
-                         search=method.search)
-
-
-def score_clips(spec, clips, bank, method, device, items_out=None):
-    """Per-frame scores (float64 numpy) of one video's clips for ``spec``; the bank is on ``device``.
-    ``items_out``, a list, receives every item's score (numpy, clip order): the objects' own scores."""
-    per_call = STREAMS[spec.stream].clips_per_call or max(len(clips), 1)
-    scores = []
-    for start in range(0, len(clips), per_call):
-        chunk = clips[start:start + per_call]
-        items, counts = stack_items(chunk)
-        if items is None:
-            scores.append(torch.zeros(len(chunk)))
-            continue
-        of_items = item_scores(spec, items.to(device), bank, method)
-        scores.append(clip_scores(of_items, counts).cpu())
-        if items_out is not None:
-            items_out.extend(of_items.cpu().numpy().tolist())
-    return frame_scores(torch.cat(scores), method.consecutive)

@@ -41,8 +41,14 @@ from extra.datasets import sorted_naturally
 from extra.errors import VPCError
 
 IOU_MATCH = 0.1     # IoU a detection needs with a region to detect it (also links mask boxes)
+
+
 TRACK_PERCENT = 10  # percentage of a track's regions to detect for the track to count as detected
+
+
 MASK_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
 TRACKS_FORMAT = '{"tracks": [[[frame, xmin, ymin, xmax, ymax], ...], ...]}'
 
 

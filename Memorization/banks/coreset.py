@@ -7,7 +7,7 @@ import torch
 from extra.device import default_device
 from extra.errors import VPCError
 from extra.progress import progress as progress_of
-from Memorization.rounding import gamma
+from Memorization.knn.rounding import gamma
 from Memorization.options import BANK_ORDERS
 
 

@@ -1,23 +1,30 @@
 """Anomaly scores from memory banks (SPEC section 6)."""
 import weakref
 
-import numpy as np
 import torch
 
 from extra.errors import VPCError
-from Memorization.rounding import gamma
+from Memorization.knn.rounding import gamma
 
 # Rows of patches and of bank per block. On a CPU a block's values (8 MiB in bfloat16 at 2048) stay
 # in cache; on a GPU larger blocks (1 GiB at 16384) keep the kernels busy and the Python loop short.
 CHUNK_SIZE = {"cpu": 2048, "cuda": 16384}
+
+
 # Bank rows per step when centring it, and values per step of the float64 recheck (32 MiB).
 PREPARE_ROWS = 65536
+
+
 RECHECK_VALUES = 1 << 22
+
+
 # bfloat16's wider rounding bound makes more rows candidates. Where rows lie close together
 # compared with their norms (real features often do) that recheck costs more than the faster products
 # save: once the candidates exceed this share of the pairs searched (counted past each patch chunk's
 # first block, where every row is near), the bank is searched in float32 from then on.
 BFLOAT16_CANDIDATE_SHARE = 1 / 1024
+
+
 # The integer type as wide as each search dtype. A float's bits read as it order as the floats do
 # among values >= 0, and every negative value below them; a minimum over integers is several times
 # faster than over bfloat16 on a CPU.
@@ -235,43 +242,3 @@ def nearest_distances(patches, bank, chunk_size=None, dtype=None):
     finally:
         torch.set_float32_matmul_precision(previous)
     return nearest.sqrt().to(patches.dtype)
-
-
-def object_scores(patches, n_objects, bank, power, chunk_size=None, search="exact"):
-    """Score of every object of a batch, (n_objects,), from one nearest-neighbour search (``search``:
-    a name of Memorization.search's, the exact one by default).
-
-    ``patches`` holds the same number of rows per object, object-major (as made by
-    ``patches.spatial_patches`` / ``temporal_patches``). Objects of several clips may be
-    stacked in one call; ``clip_scores`` then takes the max per clip.
-    """
-    if n_objects == 0:
-        return patches.new_zeros(0)
-    if patches.shape[0] % n_objects:
-        raise VPCError(f"{patches.shape[0]} patch rows cannot be split evenly over {n_objects} objects")
-    from Memorization.search import search_nearest     # it builds on this module
-
-    distances = search_nearest(patches, bank, search, chunk_size).view(n_objects, -1)
-    return distances.amax(dim=1) ** power
-
-
-def clip_scores(scores_of_objects, objects_per_clip):
-    """Score of each clip, (n_clips,): the max over its objects, 0 for a clip with none.
-
-    ``scores_of_objects`` lists the objects of all clips in clip order; ``objects_per_clip``
-    gives how many belong to each clip. Scores are >= 0, so a max started at 0 is exact.
-    """
-    counts = torch.as_tensor(objects_per_clip, dtype=torch.long, device=scores_of_objects.device)
-    if int(counts.sum()) != scores_of_objects.shape[0]:
-        raise VPCError(f"{scores_of_objects.shape[0]} object scores do not match "
-                       f"{int(counts.sum())} objects in the clips")
-    clip_of_object = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
-    return scores_of_objects.new_zeros(len(counts)).scatter_reduce(
-        0, clip_of_object, scores_of_objects, reduce="amax", include_self=True)
-
-
-def frame_scores(scores_of_clips, d):
-    """Per-frame scores of a video (float64 numpy): every clip score repeated ``d`` times."""
-    if torch.is_tensor(scores_of_clips):
-        scores_of_clips = scores_of_clips.detach().cpu().numpy()
-    return np.repeat(np.asarray(scores_of_clips, dtype=np.float64), d)

@@ -33,8 +33,12 @@ from Memorization.options import ARCHITECTURES
 
 # Key added to checkpoints saved from random weights (OpenAI's files never hold it).
 RANDOM_MARKER = "vpc_random_weights_seed"
+
+
 # How the encoder computes: BatchNorm folded and channels-last (CPU default), or the published layers.
 FORMS = ("auto", "folded", "published")
+
+
 _KEPT_PREFIXES = ("conv1.", "bn1.", "conv2.", "bn2.", "conv3.", "bn3.", "layer1.", "layer2.", "layer3.")
 
 

@@ -20,19 +20,23 @@ import torch
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
-from matplotlib.figure import Figure      # no pyplot: figures render with Agg, no display needed
+from matplotlib.figure import (
+    Figure,  # no pyplot: figures render with Agg, no display needed
+)
 from matplotlib.patches import Rectangle
 
 from extra.datasets import intervals_from_labels, list_videos
 from extra.device import default_device
 from extra.errors import VPCError
+from extra.evaluation.fusion import FusionWeights, fused_per_video
+from extra.evaluation.metrics import micro_auroc
+from extra.evaluation.results import RESULTS_FILE, SCORES_FILE, load_results
+from extra.evaluation.scores import title
 from extra.io import atomic_path
 from extra.progress import progress
 from extra.store import clip_key, open_clip_file
-from Memorization.banks import PUBLISHED, STREAMS, item_scores, stack_items
-from Memorization.evaluation import (
-    RESULTS_FILE, SCORES_FILE, FusionWeights, fused_per_video, load_results, micro_auroc, title,
-)
+from Memorization.banks.scores import item_scores
+from Memorization.banks.specs import PUBLISHED, STREAMS, stack_items
 from Memorization.features import LOCAL_GRID
 from Memorization.model import VideoPatchCore
 from Memorization.options import figures_folder, results_folder
@@ -40,17 +44,31 @@ from ObjectDetection.boxes import as_detections, key_frame_offset
 from ObjectDetection.objects import clip_boxes_of, load_boxes_pickle, n_objects
 
 FIGURES = ("scores", "objects", "tsne")
+
+
 TOTAL_COLOUR = "black"
+
+
 FALLBACK_COLOUR = "tab:gray"      # a score line no BankSpec describes
+
+
 OBJECT_CMAP = "RdYlGn_r"          # green (close to the memory) -> red (far from it)
+
+
 RANDOM_NOTE = "RANDOM WEIGHTS (not pretrained): these scores say nothing about the method"
+
+
 DPI = 100
+
+
 SEED = 0                          # subsampling and t-SNE: the same figure on every run
+
+
 RUN_COMMAND = "python Memorization/run.py"
+
+
 BACKBONE_FIELDS = ("backbone", "random_weights")    # the run's metadata keys its banks' records hold
 
-
-# --- pure helpers ---------------------------------------------------------------------------------
 
 def shaded_spans(labels):
     """(x0, x1) of each run of anomalous frames, frame t drawn at x = t and spanning t - 0.5 .. t + 0.5."""
@@ -126,8 +144,6 @@ def line_style(name, specs):
     return (spec.colour, spec.title) if spec else (FALLBACK_COLOUR, title(name))
 
 
-# --- files of the run -----------------------------------------------------------------------------
-
 def load_run(work, method):
     """The run's saved scores, results and metadata (Memorization/evaluation.py's SavedEvaluation)."""
     folder = results_folder(work, method)
@@ -191,8 +207,6 @@ def set_title(fig, heading, metadata):
         fig.suptitle(heading)
 
 
-# --- 1. scores per video --------------------------------------------------------------------------
-
 def score_lines(scores, fused, v):
     """The lines of video ``v``'s score figure: every bank of ``scores`` (VideoScores) in its order,
     then the total when the fusion made one; ``fused``: per-video vectors (``fused_per_video``)."""
@@ -233,8 +247,6 @@ def score_figures(saved, out_dir, dataset, specs=PUBLISHED):
         written.append(save_figure(fig, out_dir / "scores" / f"{name}.png"))
     return written
 
-
-# --- 2. objects on key frames ---------------------------------------------------------------------
 
 def object_scores(lf, banks, method, specs):
     """Score of every object of one clip's local features in each bank of ``specs`` (local-stream
@@ -331,8 +343,6 @@ def object_figures(saved, run, out_dir, n_top, n_normal, specs=PUBLISHED):
     return written
 
 
-# --- 3. t-SNE of the memory banks -----------------------------------------------------------------
-
 @dataclass
 class TsneInput:
     """The points of one bank's t-SNE: a subsample of the bank's items, then of test patches."""
@@ -399,7 +409,7 @@ def embed(points, seed=SEED):
     It runs on one OpenMP thread: scikit-learn's OpenMP runtime otherwise competes with torch's
     (a second libgomp in the process) and the t-SNE took 3 to 15 times longer in our measurements.
     """
-    from sklearn.manifold import TSNE   # slow import: only when a t-SNE is drawn
+    from sklearn.manifold import TSNE  # slow import: only when a t-SNE is drawn
     from threadpoolctl import threadpool_limits
 
     if len(points) < 5:
@@ -421,8 +431,6 @@ def tsne_figures(saved, work, method, out_dir, n_points, specs=PUBLISHED):
         written.append(save_figure(fig, out_dir / f"tsne_{spec.name}.png"))
     return written
 
-
-# --- all of them ----------------------------------------------------------------------------------
 
 def make_figures(run, which=FIGURES, n_top=6, n_normal=3, tsne_points=2000, specs=PUBLISHED):
     """Draw the figures named in ``which`` for a MemorizationRun; returns the written paths."""

@@ -16,30 +16,42 @@ from pathlib import Path
 from extra.datasets import labelled_test_videos, list_videos
 from extra.device import default_device, device_description
 from extra.errors import VPCError
+from extra.evaluation.harness import evaluate, evaluate_streams
+from extra.evaluation.results import (
+    RESULTS_FILE,
+    SCORES_FILE,
+    load_results,
+    save_results,
+)
+from extra.evaluation.scores import make_video_scores
 from extra.io import atomic_path
 from extra.lock import work_lock
 from extra.progress import progress
 from extra.workdir import WorkDir
 from Memorization import pipeline
-from Memorization.banks import PUBLISHED, STREAMS, bank_record
-from Memorization.evaluation import (
-    RESULTS_FILE, SCORES_FILE, evaluate, evaluate_streams, load_results, make_video_scores, save_results,
-)
+from Memorization.banks.patches import temporal_pooling
+from Memorization.banks.specs import PUBLISHED, STREAMS, bank_record
+from Memorization.calibration.heldout import label_free_calibration
 from Memorization.features import (
-    backbone_record, extract_split_features, extraction_time, feature_record, write_global_features,
+    backbone_record,
+    extract_split_features,
+    extraction_time,
+    feature_record,
+    write_global_features,
     write_local_features,
 )
 from Memorization.model import VideoPatchCore
 from Memorization.options import COMPRESSIONS, results_name
-from Memorization.patches import temporal_pooling
-from Memorization.pseudo import label_free_calibration
-from Memorization.tables import NOT_IN_PAPER, build_table, format_table, measured_from_results
+from Memorization.paper.tables import (
+    NOT_IN_PAPER,
+    build_table,
+    format_table,
+    measured_from_results,
+)
 
 RANDOM_WARNING = ("> **WARNING: made with random (not pretrained) weights; "
                   "these numbers say nothing about the method.**")
 
-
-# --- configurations ---------------------------------------------------------------------------------
 
 def configure(base, variant):
     """The run of a table row: the base run with the row's variant applied to its method."""
@@ -75,8 +87,6 @@ def bank_key(spec, method):
     return spec.name, json.dumps(record, sort_keys=True)
 
 
-# --- the cache --------------------------------------------------------------------------------------
-
 @dataclass
 class Entry:
     """One configuration's evaluation (``evaluation.evaluate``'s dict) and how it was made."""
@@ -99,8 +109,6 @@ def load_cached(folder, record, weights):
                                         "streams": evaluate_streams(saved.scores, weights, saved.scores.aligned_labels)}}
     return Entry(results, saved.metadata)
 
-
-# --- computing configurations -----------------------------------------------------------------------
 
 @dataclass
 class Data:
@@ -214,8 +222,6 @@ def run_configurations(base, configurations, encoder):
     return entries
 
 
-# --- speed (Table 6) --------------------------------------------------------------------------------
-
 def feature_time(base, encoder):
     """(seconds, device) of extracting the test features with the base run's method.
 
@@ -256,13 +262,11 @@ def feature_time(base, encoder):
     return seconds, device
 
 
-# --- printing ---------------------------------------------------------------------------------------
-
 def table_notes(table, entries, base, timing):
     """The caption lines under a table's heading."""
     weights, method = base.fixed, base.method
     notes = [RANDOM_WARNING, ""] if any(entry.metadata["random_weights"] for entry in entries) else []
-    notes.append(f"AUROC % (frame-level micro) through the published protocol (Memorization.evaluation: fusion "
+    notes.append(f"AUROC % (frame-level micro) through the published protocol (extra.evaluation: fusion "
                  f"weights and smoothing tuned on the test labels, as the paper's tables were made); fixed weights: "
                  f"a1={weights.a1}, b1={weights.b1}, sigma={weights.sigma} chosen in advance"
                  + ("; label-free: weights, smoothing and per-bank normalisation calibrated on each configuration's "
@@ -309,5 +313,3 @@ def reproduce_tables(base, keys):
         entries = run_configurations(base, configurations_of(tables, base), encoder)
         timing = feature_time(base, encoder) if any(table.fps for table in tables) else None
     return "\n".join(render(table, entries, base, timing) for table in tables)
-
-

@@ -10,14 +10,25 @@ from dataclasses import dataclass
 from extra.errors import VPCError
 
 TABLE_KEYS = ("2", "3", "4", "5", "6", "7", "appendix")
+
+
 DATASET_TITLES = {"avenue": "Avenue", "shanghai": "SHTech", "iitb": "Corridor"}
+
+
 RATIOS = (0.01, 0.1, 0.25, 0.5, 0.75, 0.99)          # Table 6 and the appendix
+
+
 ORDER_RATIOS = (0.1, 0.99)                            # Table 7
+
+
 ORDER_TITLES = {"subsample_then_concat": "Subsampling -> concat", "concat_then_subsample": "Concat -> subsampling"}
+
+
 NOT_IN_PAPER = "—"
 
+
 # Which result each metric reads: the published protocol's entry and the stream of the
-# fixed-weight evaluation (Memorization.evaluation).
+# fixed-weight evaluation (extra.evaluation).
 METRICS = {
     "spatial": ("spatial_only", "spatial"),
     "temporal": ("temporal_only", "temporal"),
@@ -25,30 +36,45 @@ METRICS = {
     "global": ("highlevel_only", "highlevel"),
     "total": ("total", "total"),
 }
+
+
 METRIC_TITLES = {"spatial": "Spatial", "temporal": "Temporal", "local": "Spatial+Temporal (local)",
                  "global": "High-level (global)", "total": "Local+Global (total)"}
+
 
 # --- published values (AUROC %) ---------------------------------------------------------------------
 TABLE2 = {"avenue": {"spatial": 84.8, "temporal": 66.9, "local": 90.3},
           "shanghai": {"spatial": 74.7, "temporal": 78.8, "local": 84.8},
           "iitb": {"spatial": 70.5, "temporal": 73.5, "local": 76.3}}
+
+
 TABLE3 = {"avenue": {"head": 82.7, "random": 85.9, "split": 90.3},
           "shanghai": {"head": 76.9, "random": 83.8, "split": 84.8},
           "iitb": {"head": 74.9, "random": 74.8, "split": 76.3}}
+
+
 TABLE4 = {"avenue": {"avg": 84.9, "max": 88.2, "mismatched": 90.3},
           "shanghai": {"avg": 76.1, "max": 83.8, "mismatched": 84.8},
           "iitb": {"avg": 74.7, "max": 75.7, "mismatched": 76.3}}
+
+
 TABLE5 = {"avenue": {"local": 90.3, "global": 84.4, "total": 92.8},
           "shanghai": {"local": 84.8, "global": 68.4, "total": 85.1},
           "iitb": {"local": 76.3, "global": 67.2, "total": 76.4}}
+
+
 # Table 6: ratio -> frames per second (the slides; the paper gives none for Avenue).
 TABLE6_FPS = {"shanghai": dict(zip(RATIOS, (170.9, 154.8, 96.1, 54.8, 39.6, 31.0))),
               "iitb": dict(zip(RATIOS, (143.4, 113.5, 60.0, 40.0, 25.2, 19.5)))}
+
+
 # Table 7: (bank order, ratio) -> AUROC (SHTech and Corridor only).
 TABLE7 = {"shanghai": {("subsample_then_concat", 0.1): 85.0, ("subsample_then_concat", 0.99): 85.1,
                        ("concat_then_subsample", 0.1): 84.9, ("concat_then_subsample", 0.99): 85.0},
           "iitb": {("subsample_then_concat", 0.1): 76.4, ("subsample_then_concat", 0.99): 76.4,
                    ("concat_then_subsample", 0.1): 76.3, ("concat_then_subsample", 0.99): 76.4}}
+
+
 # Appendix: per-bank AUROC for each ratio of RATIOS. Table 6's AUROCs are its "total" row.
 APPENDIX = {
     "avenue": {"spatial": (84.8, 83.1, 82.8, 82.5, 82.8, 82.8), "temporal": (66.9,) * 6,
@@ -59,8 +85,6 @@ APPENDIX = {
              "global": (66.4, 67.2, 67.3, 67.4, 67.5, 66.0), "total": (76.0, 76.4, 76.3, 76.3, 76.3, 76.4)},
 }
 
-
-# --- what a table measures --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Variant:
@@ -135,8 +159,6 @@ def build_table(key, dataset):
                            for i, r in enumerate(RATIOS) for m in paper))
     raise VPCError(f"unknown table {key!r}; choose one of: {', '.join(TABLE_KEYS)}, all")
 
-
-# --- markdown ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Measured:

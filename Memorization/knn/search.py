@@ -15,14 +15,24 @@ import numpy as np
 import torch
 
 from extra.errors import VPCError
-from Memorization.banks import stack_items
+from Memorization.knn.exact import (
+    bank_centre,
+    check_search,
+    nearest_distances,
+    pair_squared_distances,
+    prepared_for,
+)
 from Memorization.options import SEARCHES
-from Memorization.scoring import bank_centre, check_search, nearest_distances, pair_squared_distances, prepared_for
 
 IVF_NPROBE = 16
+
+
 CHECK_ROWS = 2000            # test patches of the error measurement per bank: an exact search of them is cheap
+
+
 CHECK_SEED = 0
-CHECK_CLIPS = 400           # clips drawn for it over all test videos, each bank
+
+
 # A row found counts as the nearest when its distance is the exact one to this relative tolerance:
 # the two float64 computations round differently, and an equally near row is as good.
 RECALL_TOLERANCE = 1e-9
@@ -93,8 +103,6 @@ def search_nearest(patches, bank, search, chunk_size=None):
     return faiss_nearest(patches, bank, search).to(patches.dtype)
 
 
-# --- the measured error of an approximate search --------------------------------------------------------
-
 @dataclass(frozen=True)
 class SearchError:
     """An approximate search against the exact one on some objects' patches."""
@@ -134,46 +142,3 @@ def measure_search(patches, n_objects, bank, search, power, chunk_size=None):
     approximate = search_nearest(patches, bank, search, chunk_size).double()
     return SearchError(describe(search, len(bank)), len(patches), n_objects, recall_at_1(approximate, exact),
                        score_change(approximate, exact, n_objects, power))
-
-
-class SearchCheck:
-    """A fixed seeded sample of the test items of every bank, gathered video by video while scoring
-    (a few random clips of each), then measured once per bank (``report``)."""
-
-    def __init__(self, specs, method, n_videos):
-        self.specs, self.method = specs, method
-        self.per_video = max(1, math.ceil(CHECK_CLIPS / max(n_videos, 1)))
-        self.items = {spec.name: [] for spec in specs}      # bank -> [(items, rows, D) test patches]
-
-    @classmethod
-    def of(cls, model, n_videos):
-        """A check of the model's search, or None for the exact one."""
-        return None if model.method.search == "exact" else cls(model.specs, model.method, n_videos)
-
-    def add(self, features, video_index):
-        """Sample one video's clips (VideoFeatures); the draw depends on the video's position only."""
-        rng = np.random.default_rng([CHECK_SEED, video_index])
-        for spec in self.specs:
-            clips = features.clips[spec.stream]
-            chosen = rng.choice(len(clips), min(self.per_video, len(clips)), replace=False)
-            items, _ = stack_items([clips[i] for i in sorted(chosen)])
-            if items is not None:
-                patches = spec.patches(items, self.method, "test")
-                self.items[spec.name].append(patches.view(items.shape[0], -1, patches.shape[1]))
-
-    def report(self, banks):
-        """Measure every bank's search on its sample and print one line each; {bank: record}."""
-        records = {}
-        for spec in self.specs:
-            if not self.items[spec.name]:
-                continue
-            items = torch.cat(self.items[spec.name])
-            keep = max(1, CHECK_ROWS // items.shape[1])
-            order = torch.from_numpy(np.random.default_rng(CHECK_SEED).permutation(len(items))[:keep])
-            patches = items[order].reshape(-1, items.shape[2])
-            bank = banks[spec.name]
-            error = measure_search(patches.to(bank.device), len(order), bank, self.method.search,
-                                   self.method.power_n)
-            print(error.line(spec.name), flush=True)
-            records[spec.name] = error.record()
-        return records

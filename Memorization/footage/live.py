@@ -1,0 +1,56 @@
+"""TODO docstring"""
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from extra.errors import VPCError, warn
+from extra.evaluation.fusion import (
+    LOCAL_FUSION,
+    calibrated_local,
+    calibrated_streams,
+    unsmoothed,
+)
+from extra.evaluation.scores import VideoScores
+from Memorization.footage.clips import ClipFeatures
+from Memorization.model import VideoFeatures
+
+
+@dataclass
+class ClipResult:
+    clip: object                     # extra.sources.Clip
+    banks: dict                      # bank -> per-frame raw scores (d,)
+    fused: np.ndarray                # calibrated, unsmoothed total (d,)
+    alarms: np.ndarray               # fused above the calibration's clip threshold (d,)
+    boxes: list                      # the clip's objects' boxes
+    object_scores: np.ndarray        # each object's calibrated local score
+    seconds: float                   # from reading the clip's last frame to its result (detection included)
+
+
+class FootageScorer:
+    """Scores clips as they come with a calibrated model: raw bank scores, the calibrated fused score
+    (unsmoothed: no future frames), alarms above the calibration's clip threshold."""
+
+    def __init__(self, model, detector="yolov5", backbone=None, device=None):
+        if not model.calibration.get("clip_threshold"):
+            raise VPCError("the model file has no label-free calibration (made before it or with "
+                           "--label_free=False): make it again with fit.py")
+        if model.method.search != "exact":     # fit.py --search: said, never silently approximate
+            warn(f"the model scores with the {model.method.search} search, not the exact one (README, Many "
+                 f"machines; Memorization/run.py measures its error on a test set)")
+        self.features = ClipFeatures(model, detector, backbone, device)
+        self.model, self.calibration = model, unsmoothed(model.calibration)
+
+
+    def score(self, source):
+        """ClipResult of every clip of ``source`` (extra.sources.ClipReader), in order, as they are ready."""
+        streams = {spec.name: spec.stream for spec in self.model.specs}
+        for clip, lf, gf, boxes in self.features.clips(source):
+            items = {}
+            banks = self.model.score_banks(VideoFeatures({"local": [lf], "global": [gf]}), self.features.device,
+                                           items)
+            single = VideoScores(["clip"], {bank: [x] for bank, x in banks.items()}, streams)
+            fused = calibrated_streams(single, self.calibration)["total"]
+            objects = calibrated_local(*(np.asarray(items[bank]) for bank in LOCAL_FUSION), self.calibration)
+            yield ClipResult(clip, banks, fused, fused > self.calibration["clip_threshold"], boxes, objects,
+                             time.perf_counter() - clip.arrived)

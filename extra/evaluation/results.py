@@ -1,0 +1,143 @@
+"""TODO docstring"""
+import json
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from extra.errors import VPCError
+from extra.evaluation.fusion import LOCAL_FUSION
+from extra.evaluation.scores import PUBLISHED_STREAMS, VideoScores, title
+from extra.io import atomic_path
+
+# File names of a run's saved evaluation, inside its results folder.
+SCORES_FILE, RESULTS_FILE = "scores.npz", "results.json"
+
+
+@dataclass
+class SavedEvaluation:
+    scores: VideoScores
+    fused: dict          # stream name -> list of per-video vectors (may be empty)
+    results: dict
+    metadata: dict
+
+
+def save_results(path_npz, path_json, scores, results, metadata=None, fused=None):
+    """Write per-frame scores (npz: names, lengths, the banks' names and streams, each bank's
+    concatenated scores under its name, labels, aligned labels where they differ, and any ``fused``
+    per-video vectors as ``fused_<name>``) and results + caller metadata (json)."""
+    arrays = {bank: scores.concat(bank) for bank in scores.banks}
+    if scores.aligned is not None:
+        arrays["aligned_labels"] = np.concatenate(scores.aligned)
+    arrays.update({f"fused_{name}": np.concatenate(x) for name, x in (fused or {}).items()})
+    with atomic_path(path_npz) as tmp, open(tmp, "wb") as f:
+        np.savez(f, names=np.array(scores.names, dtype=str), lengths=np.array(scores.lengths, dtype=np.int64),
+                 banks=np.array(list(scores.banks), dtype=str),
+                 bank_streams=np.array([scores.streams[bank] for bank in scores.banks], dtype=str),
+                 labels=scores.all_labels(), **arrays)
+    document = {"metadata": metadata or {}, "results": results}
+    with atomic_path(path_json) as tmp, open(tmp, "w") as f:
+        json.dump(document, f, indent=2, allow_nan=False)
+
+
+def load_results(path_npz, path_json):
+    """Read back what ``save_results`` wrote (files without bank names hold the published three)."""
+    for path in (path_npz, path_json):
+        if not Path(path).is_file():
+            raise VPCError(f"{path} not found: run the Memorization stage first to write it")
+    remedy = "delete it and rerun the Memorization stage"
+    try:
+        with np.load(path_npz, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except Exception:       # a zip or array that cannot be read is damage, whatever the exception
+        raise VPCError(f"{path_npz} is damaged (not a readable .npz file); {remedy}") from None
+    banks = [str(b) for b in arrays.pop("banks", PUBLISHED_STREAMS)]
+    streams = dict(zip(banks, (str(s) for s in arrays.pop("bank_streams", PUBLISHED_STREAMS.values()))))
+    if not {"names", "lengths", "labels", *banks} <= set(arrays):
+        raise VPCError(f"{path_npz} is not a saved evaluation; {remedy}")
+    lengths = arrays.pop("lengths")
+    if any(len(arrays[key]) != lengths.sum() for key in arrays if key != "names"):
+        raise VPCError(f"{path_npz} is damaged (its vectors do not cover the frames it lists); {remedy}")
+    split_at = np.cumsum(lengths)[:-1]
+    names = [str(x) for x in arrays.pop("names")]
+    per_video = {key: np.split(value, split_at) for key, value in arrays.items()}
+    scores = VideoScores(names, {bank: per_video.pop(bank) for bank in banks}, streams, per_video.pop("labels"),
+                         per_video.pop("aligned_labels", None))
+    fused = {key[len("fused_"):]: value for key, value in per_video.items()}
+    try:
+        with open(path_json) as f:
+            document = json.load(f)
+        return SavedEvaluation(scores, fused, document["results"], document["metadata"])
+    except (ValueError, KeyError, TypeError):
+        raise VPCError(f"{path_json} is damaged (not the JSON results of a run); {remedy}") from None
+
+
+def _pct(value):
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _weights_text(w):
+    return f"a1={w['a1']}, a2={w['a2']}, b1={w['b1']}, b2={w['b2']}, sigma={w['sigma']}"
+
+
+def format_results(results, metadata=None):
+    """A short markdown report of ``evaluate``'s results."""
+    metadata = metadata or {}
+    protocol, fixed = results["protocol"], results["fixed"]
+    lines = []
+    if metadata.get("random_weights"):
+        lines += ["> **WARNING: made with random (not pretrained) weights; "
+                  "these numbers say nothing about the method.**", ""]
+    if metadata:
+        settings = ", ".join(f"{key}={value}" for key, value in metadata.items())
+        lines += textwrap.wrap(f"settings: {settings}", width=100, break_on_hyphens=False) + [""]
+    lines += [f"- test videos: {results['n_videos']}, frames: {results['n_frames']}, "
+              f"anomalous frames: {results['n_anomalous_frames']}", ""]
+    lines += ["Published protocol (weights and sigma tuned on the test labels, as the paper's "
+              "tables were made; micro AUROC %):", "",
+              "| score | AUROC | chosen |", "|---|---|---|"]
+    rows = [(f"{title(key[:-len('_only')])} alone", key, ("sigma",)) for key in protocol if key.endswith("_only")]
+    if "total" in protocol:
+        rows[len(LOCAL_FUSION):len(LOCAL_FUSION)] = [("local (spatial+temporal)", "local", ("a1", "a2", "sigma"))]
+        rows.append(("total (local+global)", "total", ("b1", "b2", "sigma")))
+    for row_title, key, shown in rows:
+        chosen = ", ".join(f"{name}={protocol[key][name]}" for name in shown)
+        lines.append(f"| {row_title} | {_pct(protocol[key]['auroc'])} | {chosen} |")
+    protocol_weights = _weights_text(protocol["weights"]) if "weights" in protocol else "none (no fusion)"
+    columns = {"protocol": protocol, "fixed": fixed}
+    if "label_free" in results:
+        columns["label-free"] = results["label_free"]
+    lines += ["", "Per stream (AUROC %; macro = mean over videos with both classes, padded = every video "
+                  "padded with a normal frame at 0 and an anomalous one at the maximum, as AI-VAD):",
+              f"- protocol: weights {protocol_weights} chosen on the test labels; labels "
+              f"{results['labels']['protocol']}",
+              f"- fixed: weights {_weights_text(fixed['weights'])} chosen in advance; labels "
+              f"{results['labels']['fixed']}"]
+    if "label_free" in results:
+        free = results["label_free"]
+        lines.append(f"- label-free: weights {_weights_text(free['weights'])}, per-bank normalisation and alarm "
+                     f"threshold chosen on training videos only; labels {results['labels']['fixed']}")
+    header = " | ".join(f"{name} {kind}" for name in columns for kind in ("micro", "macro", "padded"))
+    lines += ["", f"| stream | {header} |", "|---|" + "---|" * (3 * len(columns))]
+    for name in fixed["streams"]:
+        cells = [_pct(column["streams"][name][kind]) for column in columns.values()
+                 for kind in ("micro", "macro", "macro_padded")]
+        lines.append(f"| {title(name)} | " + " | ".join(cells) + " |")
+    alarms = results.get("label_free", {}).get("alarms")
+    if alarms:
+        lines += ["", f"Label-free alarms (total > {results['label_free']['threshold']:.4g}, set for "
+                      f"{100 * results['label_free']['target_false_alarm_rate']:g}% false alarms on normal "
+                      f"training frames): {_pct(alarms['false_alarm_rate'])}% of normal test frames, "
+                      f"{_pct(alarms['detection_rate'])}% of anomalous test frames."]
+    regions = results.get("regions")
+    if regions:
+        lines += ["", f"Region metrics (RBDC / TBDC, Ramachandra and Jones 2020; every object a region on each "
+                      f"frame of its clip, scored {regions['object_score']}): RBDC {_pct(regions['rbdc'])}%, "
+                      f"TBDC {_pct(regions['tbdc'])}% ({regions['tracks']} tracks, {regions['regions']} regions, "
+                      f"{regions['detections']} detections over {regions['frames']} frames)."]
+    skipped = max(stream["macro_skipped"] for stream in fixed["streams"].values())
+    if skipped:
+        lines += ["", f"macro AUROC skips {skipped} single-class video(s) "
+                      f"of {results['n_videos']}."]
+    return "\n".join(lines) + "\n"
