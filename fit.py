@@ -21,10 +21,11 @@ def main(argv=None):
     run = resolve_footage_run(args)
     from extra.lock import work_lock
     from extra.sources import footage_videos
+
+    videos = footage_videos(args.inputs)             # checked before the model code loads (seconds)
     from Memorization.encoders.loader import load_backbone_for
     from Memorization.footage.fit import fit_footage
 
-    videos = footage_videos(args.inputs)
     with work_lock(run.context.work_dir, run.method.dataset, [run.context.work_dir]):
         model = fit_footage(videos, run, args.detector, load_backbone_for(run, None))
         model.save(args.out)

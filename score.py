@@ -3,7 +3,7 @@
     python score.py camera.vpc clip1.mp4 frames_folder/ --out_dir scores --detector motion
     python score.py camera.vpc rtsp://camera/stream        (or a camera index: 0; a file with --live)
 
-Writes per input <out_dir>/<name>.csv (frame, timestamp, spatial, temporal, highlevel, fused, alarm),
+Writes per input <out_dir>/<name>.csv (frame, timestamp, a score per bank of the model, fused, alarm),
 <name>_alarms.json (alarm intervals, from the model's label-free threshold) and, with --video_out,
 <name>.mp4 (objects coloured by their score, a score strip, alarms framed in red). --gt adds the
 AUROC against labels in any supported format (a .npy per-frame vector, or an avenue.mat entry).
@@ -18,13 +18,13 @@ from extra.errors import VPCError, run_main  # noqa: E402
 
 
 def build_parser():
-    from ObjectDetection.detectors import DETECTORS
+    from ObjectDetection.options import DETECTORS, YOLO
 
     parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a model file written by fit.py (or by Memorization/run.py)")
     parser.add_argument("inputs", nargs="+", help="video files, frame folders, a camera index, or a stream URL")
     parser.add_argument("--out_dir", default="scores", help="where the CSV, JSON and MP4 files go (default scores/)")
-    parser.add_argument("--detector", default="yolov5", choices=DETECTORS, help="as fit.py (default yolov5)")
+    parser.add_argument("--detector", default=YOLO, choices=DETECTORS, help="as fit.py (default yolov5)")
     add_bool_flag(parser, "--live", False, "play video files at their frame rate, as a live source")
     add_bool_flag(parser, "--video_out", False, "also write an annotated MP4 per input")
     parser.add_argument("--gt", default=None, help="ground truth of a single input: .npy labels or an avenue.mat")
@@ -37,13 +37,17 @@ def main(argv=None):
     if args.gt and len(args.inputs) != 1:
         raise VPCError("--gt goes with a single input")
     from extra.sources import ClipReader
+
+    # The inputs are checked before the model code loads (seconds); their clip length comes from the model.
+    readers = [ClipReader(source, None, args.live) for source in args.inputs]
     from Memorization.footage.live import FootageScorer
     from Memorization.footage.outputs import ground_truth_labels, score_source
     from Memorization.model import VideoPatchCore
 
     model = VideoPatchCore.load(args.model)
     labels = ground_truth_labels(args.gt, args.gt_video) if args.gt else None
-    readers = [ClipReader(source, model.method.consecutive, args.live) for source in args.inputs]
+    for reader in readers:
+        reader.consecutive = model.method.consecutive
     scorer = FootageScorer(model, args.detector)
     for reader in readers:
         summary = score_source(scorer, reader, Path(args.out_dir), args.video_out, labels)

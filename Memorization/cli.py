@@ -3,24 +3,15 @@
 Shared by the stage's commands (run.py, reproduce.py, figures.py); cheap to import, so a mistyped
 flag or a missing folder is reported before any model code loads.
 """
-from extra.cli import (
-    OneLineErrorParser,
-    add_bool_flag,
-    add_ray_arguments,
-    base_parser,
-    resolve_context,
-)
+from pathlib import Path
+
+from extra.cli import OneLineErrorParser, add_bool_flag, add_ray_arguments, base_parser, resolve_context
 from extra.errors import VPCError
-from extra.evaluation.fusion import FusionWeights
+from extra.evaluation.fusion import DEFAULT_FALSE_ALARM_RATE, GLOBAL_FUSION, LOCAL_FUSION, FusionWeights
+from Memorization.banks.specs import BANKS
+from Memorization.encoders.registry import DEFAULT_ENCODER, ENCODER_NAMES
 from Memorization.options import (
-    ARCHITECTURES,
-    BANK_ORDERS,
-    COMPRESSIONS,
-    NORMALIZATIONS,
-    PUBLISHED_BANKS,
-    SEARCHES,
-    TEMPORAL_POOLING,
-    MemorizationRun,
+    BANK_ORDERS, COMPRESSIONS, NORMALIZATIONS, PUBLISHED_BANKS, SEARCHES, TEMPORAL_POOLING, MemorizationRun,
     MethodConfig,
 )
 
@@ -34,8 +25,12 @@ def add_method_arguments(parser):
                              "at random (random; features in l_features/<dataset>/<c'>_<mode>/)")
     parser.add_argument("--compression_seed", type=int, default=0, help="seed of the random compression's draw")
     parser.add_argument("--pool_for_sm", type=int, default=None,
-                        help="p: spatial patches on a (28 // p) x (28 // p) grid (default 4)")
-    for bank in PUBLISHED_BANKS:
+                        help="p: spatial patches on a (G // p) x (G // p) grid, G the encoder's local grid: 28 for "
+                             "the ResNets, 14 for ViT-B/16 (default 4)")
+    parser.add_argument("--banks", default=",".join(PUBLISHED_BANKS),
+                        help=f"memory banks, comma-separated, among the registered {', '.join(BANKS)} "
+                             f"(default: {','.join(PUBLISHED_BANKS)}, the paper's)")
+    for bank in BANKS:
         parser.add_argument(f"--{bank}_f_coreset", type=float, default=None,
                             help=f"coreset ratio of the {bank} bank (default: the dataset's; >= 1 keeps all)")
     parser.add_argument("--eps_coreset", type=float, default=0.9, help="eps of the sparse random projection")
@@ -55,8 +50,10 @@ def add_method_arguments(parser):
 
 def add_backbone_arguments(parser):
     """Which CLIP encoder and weights extract the features."""
-    parser.add_argument("--backbone", default="RN101", choices=ARCHITECTURES,
-                        help="CLIP ResNet whose layer2/layer3 are tapped (default RN101, the paper's)")
+    parser.add_argument("--backbone", default=DEFAULT_ENCODER,
+                        help=f"image encoder: {', '.join(ENCODER_NAMES)} (default {DEFAULT_ENCODER}, the paper's; "
+                             f"ViT-B/16 taps blocks 6 and 9 on a 14 x 14 grid, --pool_for_sm 2 gives RN101's 7 x 7 "
+                             f"spatial patches), or a weights file of one")
     parser.add_argument("--clip_weights", default=None,
                         help="local CLIP weights file (OpenAI's archive or a state dict) instead of CLIP's cache")
     add_bool_flag(parser, "--random_weights", False,
@@ -73,8 +70,19 @@ def add_evaluation_arguments(parser):
                         help="Gaussian smoothing chosen in advance, 0 for none (default: extra/config.py)")
     add_bool_flag(parser, "--label_free", True, "calibrate fusion, normalisation and an alarm threshold on the "
                                                 "training videos alone (pseudo-anomalies; README, Evaluation)")
-    parser.add_argument("--false_alarm_rate", type=float, default=0.01,
-                        help="share of normal training frames above the label-free alarm threshold (default 0.01)")
+    add_false_alarm_argument(parser)
+
+
+def add_false_alarm_argument(parser):
+    parser.add_argument("--false_alarm_rate", type=float, default=DEFAULT_FALSE_ALARM_RATE,
+                        help=f"share of normal training frames above the label-free alarm threshold "
+                             f"(default {DEFAULT_FALSE_ALARM_RATE})")
+
+
+def checked_false_alarm_rate(args):
+    if not 0 < args.false_alarm_rate < 1:
+        raise VPCError(f"--false_alarm_rate must lie between 0 and 1, got {args.false_alarm_rate}")
+    return args.false_alarm_rate
 
 
 def build_parser(description):
@@ -95,23 +103,43 @@ def _pick(value, default):
     return default if value is None else value
 
 
+def banks_from_args(text):
+    """The banks --banks names, in the registry's order (so the same banks make the same run)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BANKS]
+    if unknown:
+        raise VPCError(f"--banks: no memory bank named {unknown[0]!r} is registered; choose among {', '.join(BANKS)}")
+    fused = [name for name in (*LOCAL_FUSION, GLOBAL_FUSION) if name not in names]
+    if fused:
+        raise VPCError(f"--banks must include {', '.join((*LOCAL_FUSION, GLOBAL_FUSION))} (the fused score, its "
+                       f"calibration and alarms are made of them; other banks are scored on their own), "
+                       f"{fused[0]} is missing")
+    return tuple(name for name in BANKS if name in names)
+
+
 def method_from_args(args, context):
     """The MethodConfig of the flags, defaults from the dataset's settings (extra/config.py)."""
     settings = context.settings
 
     if args.clip_weights and args.random_weights:
         raise VPCError("--clip_weights and --random_weights exclude each other")
+    if args.backbone not in ENCODER_NAMES:      # caught here, before CLIP's slow import
+        if args.random_weights:
+            raise VPCError(f"--random_weights takes an encoder name ({', '.join(ENCODER_NAMES)}), "
+                           f"not --backbone {args.backbone!r}")
+        if not Path(args.backbone).expanduser().is_file():
+            raise VPCError(f"--backbone {args.backbone!r} is neither an encoder ({', '.join(ENCODER_NAMES)}) "
+                           f"nor a weights file")
     if args.search != SEARCHES[0]:
-        from Memorization.knn.search import (
-            faiss_module,  # torch-heavy: only when a faiss search is asked for
-        )
+        from Memorization.knn.search import faiss_module   # torch-heavy: only when a faiss search is asked for
 
         faiss_module()
+    banks = banks_from_args(args.banks)
     return MethodConfig(
         dataset=settings.name, consecutive=context.consecutive,
         cnl_pool=_pick(args.cnl_pool, settings.cnl_pool), pool_for_sm=_pick(args.pool_for_sm, settings.pool_for_sm),
-        power_n=settings.power_n,
-        ratios={bank: _pick(getattr(args, f"{bank}_f_coreset"), settings.coreset_ratio) for bank in PUBLISHED_BANKS},
+        power_n=settings.power_n, banks=banks,
+        ratios={bank: _pick(getattr(args, f"{bank}_f_coreset"), settings.coreset_ratio) for bank in banks},
         eps_coreset=args.eps_coreset, random_projection=args.random_projection,
         temporal_pooling=args.temporal_pooling, absolute_difference=args.absolute_difference,
         bank_order=args.bank_order, normalization=args.normalization,
@@ -123,36 +151,32 @@ def resolve_run(args):
     """The whole configuration of a run, resolved once from extra/config.py and the flags."""
     context = resolve_context(args)
     settings = context.settings
-
-    if not 0 < args.false_alarm_rate < 1:
-        raise VPCError(f"--false_alarm_rate must lie between 0 and 1, got {args.false_alarm_rate}")
     fixed = FusionWeights.chosen(_pick(args.fixed_a1, settings.fixed_a1), _pick(args.fixed_b1, settings.fixed_b1),
                                  _pick(args.fixed_sigma, settings.fixed_sigma))
     return MemorizationRun(context=context, method=method_from_args(args, context), fixed=fixed,
                            save_feature=args.save_feature, save_memory=args.save_memory, overwrite=args.overwrite,
                            verify=getattr(args, "verify", False), label_free=args.label_free,
-                           false_alarm_rate=args.false_alarm_rate)
+                           false_alarm_rate=checked_false_alarm_rate(args))
 
 
 def footage_parser(description):
     """fit.py's command line: the inputs, the model file, a preset and every method flag."""
     from extra.config import PRESETS
-    from ObjectDetection.detectors import DETECTORS
+    from ObjectDetection.options import DETECTORS, YOLO
 
     parser = OneLineErrorParser(description=description)
     parser.add_argument("inputs", nargs="+", help="normal footage: video files, frame folders, or folders of them")
     parser.add_argument("--out", required=True, help="the model file to write (.vpc)")
     parser.add_argument("--preset", default="general", choices=PRESETS,
                         help="per-dataset defaults of every setting (default general: the ShanghaiTech numbers)")
-    parser.add_argument("--detector", default="yolov5", choices=DETECTORS,
+    parser.add_argument("--detector", default=YOLO, choices=DETECTORS,
                         help="yolov5 (weights: yolo_weights in extra/config.py), or motion / hog, needing none")
     parser.add_argument("--consecutive", type=int, default=None, help="frames per clip (default: the preset's)")
     parser.add_argument("--work_dir", default=None,
                         help="intermediate files (default: $VPC_WORK_DIR, then extra/config.py), under footage/<model>")
     add_method_arguments(parser)
     add_backbone_arguments(parser)
-    parser.add_argument("--false_alarm_rate", type=float, default=0.01,
-                        help="share of normal training frames above the alarm threshold (default 0.01)")
+    add_false_alarm_argument(parser)
     add_bool_flag(parser, "--overwrite", False, "redo the intermediate files even when saved ones match")
     add_bool_flag(parser, "--verify", False, "read every reused intermediate file whole and check it first")
     add_ray_arguments(parser)
@@ -172,11 +196,10 @@ def resolve_footage_run(args):
     consecutive = settings.consecutive if args.consecutive is None else args.consecutive
     if consecutive < 3:
         raise VPCError(f"--consecutive must be at least 3 (the high-level patches need it), got {consecutive}")
-    if not 0 < args.false_alarm_rate < 1:
-        raise VPCError(f"--false_alarm_rate must lie between 0 and 1, got {args.false_alarm_rate}")
     work_dir = resolve_path(args.work_dir, "VPC_WORK_DIR", config.work_dir) / "footage" / Path(args.out).stem
     context = RunContext(settings=settings, consecutive=consecutive, data_root=None, work_dir=work_dir,
                          ray=ray_cluster(args.ray, args.ray_cpus))
     return MemorizationRun(context=context, method=method_from_args(args, context),
                            fixed=FusionWeights.chosen(settings.fixed_a1, settings.fixed_b1, settings.fixed_sigma),
-                           overwrite=args.overwrite, verify=args.verify, false_alarm_rate=args.false_alarm_rate)
+                           overwrite=args.overwrite, verify=args.verify,
+                           false_alarm_rate=checked_false_alarm_rate(args))

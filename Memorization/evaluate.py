@@ -21,12 +21,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from extra.evaluation.fusion import FusionWeights
     from extra.evaluation.harness import evaluate
-    from extra.evaluation.results import (
-        RESULTS_FILE,
-        SCORES_FILE,
-        format_results,
-        load_results,
-    )
+    from extra.evaluation.protocol import VIDEOPATCHCORE
+    from extra.evaluation.results import RESULTS_FILE, SCORES_FILE, format_results, load_results
+    from Memorization.banks.specs import BANKS, stream_titles
 
     folder = Path(args.results_dir)
     saved = load_results(folder / SCORES_FILE, folder / RESULTS_FILE)
@@ -36,7 +33,8 @@ def main(argv=None):
     sigma = previous["sigma"] if args.fixed_sigma is None else args.fixed_sigma
     weights = FusionWeights.chosen(a1, b1, sigma)
     calibration = saved.results.get("label_free", {}).get("calibration")
-    print(format_results(evaluate(saved.scores, weights, calibration), saved.metadata), end="")
+    titles = stream_titles([BANKS[bank] for bank in saved.scores.banks if bank in BANKS])
+    print(format_results(evaluate(saved.scores, VIDEOPATCHCORE, weights, calibration), saved.metadata, titles), end="")
     return 0
 
 

@@ -1,9 +1,10 @@
 """Local (object) and global (frame) CLIP features of clips, and their per-video files.
 
 SPEC section 3 for the math, section 8 for the files: one HDF5 file per video and stream, one
-dataset per clip named by ``clip_key``. ``lf`` is (n_objects, c', d, 28, 28); a clip without
-objects keeps the detector's placeholder (a one-element zero array) in the local file. ``gf`` is
-(1, C, d) with C = 1536 for RN101. Each file also keeps how long its extraction took and where
+dataset per clip named by ``clip_key``. ``lf`` is (n_objects, c', d, G, G) with G the encoder's
+``layout.local_grid`` (28 for RN101); a clip without objects keeps the detector's placeholder (a
+one-element zero array) in the local file. ``gf`` is (1, C, d) with C the taps' channels (1536 for
+RN101). The encoder's ``layout`` (``Memorization.encoders.contract.TapLayout``) gives every size. Each file also keeps how long its extraction took and where
 (``extraction_time``), which the table runner turns into frames per second.
 """
 import functools
@@ -21,20 +22,11 @@ from extra.datasets import normalize_frame
 from extra.device import device_description
 from extra.errors import VPCError
 from extra.sharding import WorkerModel, map_videos
-from extra.store import (
-    clip_key,
-    is_empty_clip,
-    is_finished,
-    open_clip_file,
-    write_clip_file,
-)
+from extra.store import clip_key, is_empty_clip, is_finished, open_clip_file, write_clip_file
 from extra.workdir import OBJECT_BATCHES
 from Memorization.banks.specs import STREAMS
 from Memorization.options import COMPRESSIONS, NORMALIZATIONS
 
-INPUT_SIZE = 224       # the encoder's input side
-LOCAL_GRID = 28        # lf maps are LOCAL_GRID x LOCAL_GRID
-GLOBAL_GRID = 14       # gf is pooled from GLOBAL_GRID x GLOBAL_GRID maps
 # CLIP's own input normalisation (clip.clip._transform), on RGB in [0, 1].
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -94,13 +86,15 @@ def compress_channels(x, n_out, compression="split", seed=0):
     return channel_sums(matrix, x) / per_row(matrix)
 
 
-def compressed_maps(layer2, layer3, matrix, out_size):
-    """``compress_channels`` of the two taps pooled to out_size and concatenated, computed in the cheaper
+def compressed_maps(taps, matrix, out_size):
+    """``compress_channels`` of the taps pooled to out_size and concatenated, computed in the cheaper
     order: both pools are linear and the same on every channel, so the channels are summed first and
     only O maps per tap are pooled (equal up to rounding, about 1e-7; selections to the bit)."""
-    split = layer2.shape[1]
-    return (pool_map(channel_sums(matrix[:, :split], layer2), out_size)
-            + pool_map(channel_sums(matrix[:, split:], layer3), out_size)) / per_row(matrix)
+    total, start = None, 0
+    for tap in taps:
+        part = pool_map(channel_sums(matrix[:, start:start + tap.shape[1]], tap), out_size)
+        total, start = part if total is None else total + part, start + tap.shape[1]
+    return total / per_row(matrix)
 
 
 def pool_map(feature, out_size):
@@ -120,30 +114,31 @@ def frame_major(crops):
 
 
 def tapped_maps(backbone, images, out_size):
-    """Both taps pooled to out_size and concatenated along channels (layer2 first)."""
-    layer2, layer3 = backbone(images)
-    return torch.cat([pool_map(layer2, out_size), pool_map(layer3, out_size)], dim=1)
+    """The encoder's taps pooled to out_size and concatenated along channels, in its order (layer2 first)."""
+    return torch.cat([pool_map(tap, out_size) for tap in backbone(images)], dim=1)
 
 
 @torch.no_grad()
 def local_feature_set(crops, backbone, cnl_pool, compressions=("split",), seed=0):
-    """Object crops (n, 3, d, H, W), BGR in [-1, 1] -> {compression: lf (n, c', d, 28, 28) float32 on the CPU}.
+    """Object crops (n, 3, d, H, W), BGR in [-1, 1] -> {compression: lf (n, c', d, G, G) float32 on the CPU}.
 
     Returns None for a placeholder (a clip without objects): the caller keeps the placeholder.
     All n * d crops of the clip go through the encoder as one frame-major batch, once for all
-    the ``compressions`` asked for (see ``channel_matrix``; ``seed`` is the random draw's).
+    the ``compressions`` asked for (see ``channel_matrix``; ``seed`` is the random draw's); G is the
+    encoder's ``layout.local_grid``.
     """
     crops = torch.as_tensor(crops)
     if is_empty_clip(crops):
         return None
     n, _, d = crops.shape[:3]
+    layout = backbone.layout
     images = frame_major(crops).to(backbone.device, torch.float32)
-    if images.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-        images = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=True)
-    layer2, layer3 = backbone(images)
-    channels = layer2.shape[1] + layer3.shape[1]
+    if images.shape[-2:] != (layout.input_size, layout.input_size):
+        images = F.interpolate(images, size=(layout.input_size,) * 2, mode="bilinear", align_corners=True)
+    taps = backbone(images)
+    channels = sum(tap.shape[1] for tap in taps)
     return {compression: _object_major(compressed_maps(
-                layer2, layer3, channel_matrix(channels, cnl_pool, compression, seed).to(layer2.device), LOCAL_GRID),
+                taps, channel_matrix(channels, cnl_pool, compression, seed).to(taps[0].device), layout.local_grid),
                 n, d)
             for compression in compressions}
 
@@ -154,19 +149,20 @@ def _object_major(pooled, n, d):
 
 
 def local_features(crops, backbone, cnl_pool, compression="split", seed=0):
-    """``local_feature_set`` for one compression: lf (n, c', d, 28, 28), or None for a placeholder."""
+    """``local_feature_set`` for one compression: lf (n, c', d, G, G), or None for a placeholder."""
     features = local_feature_set(crops, backbone, cnl_pool, (compression,), seed)
     return None if features is None else features[compression]
 
 
-def frames_to_input(frames, normalization="published"):
-    """d BGR uint8 frames -> (d, 3, 224, 224) float32, resized with OpenCV then scaled.
+def frames_to_input(frames, normalization="published", size=224):
+    """d BGR uint8 frames -> (d, 3, size, size) float32, resized with OpenCV then scaled (size: the
+    encoder's ``layout.input_size``; CLIP's 224 by default).
 
     published: x / 127.5 - 1 in BGR order (the official code); clip: CLIP's mean/std on RGB in [0, 1].
     """
     if normalization not in NORMALIZATIONS:
         raise VPCError(f"unknown normalization {normalization!r}; expected one of {NORMALIZATIONS}")
-    resized = np.stack([cv2.resize(frame, (INPUT_SIZE, INPUT_SIZE)) for frame in frames])
+    resized = np.stack([cv2.resize(frame, (size, size)) for frame in frames])
     if normalization == "published":
         scaled = normalize_frame(resized)
     else:
@@ -178,8 +174,9 @@ def frames_to_input(frames, normalization="published"):
 @torch.no_grad()
 def global_features(frames, backbone, normalization="published"):
     """d BGR uint8 frames -> gf (1, C, d) float32 on the CPU (C = 1536 for RN101)."""
-    images = frames_to_input(frames, normalization).to(backbone.device)
-    per_frame = gap_plus_gmp(tapped_maps(backbone, images, GLOBAL_GRID))     # (d, C)
+    layout = backbone.layout
+    images = frames_to_input(frames, normalization, layout.input_size).to(backbone.device)
+    per_frame = gap_plus_gmp(tapped_maps(backbone, images, layout.global_grid))     # (d, C)
     return per_frame.t().unsqueeze(0).contiguous().cpu()
 
 

@@ -15,14 +15,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from extra.errors import run_main  # noqa: E402
 from Memorization.cli import build_parser, resolve_run  # noqa: E402
-from Memorization.options import figures_folder  # noqa: E402
-from Memorization.paper import plots  # noqa: E402
+from Memorization.options import FIGURES, figures_folder  # noqa: E402
 
 
 def build_figures_parser():
     """run.py's flags, and which figures to draw."""
     parser = build_parser(__doc__.splitlines()[0])
-    parser.add_argument("--figures", nargs="+", choices=plots.FIGURES, default=list(plots.FIGURES),
+    parser.add_argument("--figures", nargs="+", choices=FIGURES, default=list(FIGURES),
                         help="which figures to draw (default: all of them)")
     parser.add_argument("--top_clips", type=int, default=6,
                         help="object figures: clips with the highest local score (default 6)")
@@ -36,6 +35,8 @@ def build_figures_parser():
 def main(argv=None):
     args = build_figures_parser().parse_args(argv)
     run = resolve_run(args)
+    from Memorization.paper import plots   # the model code, once the arguments are sound
+
     written = plots.make_figures(run, args.figures, args.top_clips, args.normal_clips, args.tsne_points)
     folder = figures_folder(run.work, run.method)
     print(f"{len(written)} figures in {folder}", flush=True)

@@ -5,14 +5,15 @@ video lies from it, ``save`` / ``load`` keep it in one self-contained file.
     frames = model.score(test_features)                       # per-frame scores of every bank
     model.save("avenue.vpc"); VideoPatchCore.load("avenue.vpc")
 
-The banks are the ``BankSpec``s of Memorization.banks (the published three by default). A model
+The banks are the ``BankSpec``s of Memorization.banks.specs (the method's, by default the published
+three; any registered ones). A model
 file is a safetensors file: the banks as tensors, and as JSON the method's configuration, the
 banks' names, the identity of the encoder that made their features (architecture, random or not,
 SHA-256 of its weights) and a calibration slot. Loading it executes no code and needs no
 training data.
 """
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from extra.config import PRESETS
@@ -24,14 +25,8 @@ from extra.io import atomic_path
 from extra.store import FileKind, load_tensor, save_tensor
 from Memorization.banks.coreset import Coreset, build_memory_bank
 from Memorization.banks.scores import score_clips
-from Memorization.banks.specs import (
-    PUBLISHED,
-    bank_kind,
-    bank_path,
-    bank_record,
-    training_patches,
-)
-from Memorization.options import BANK_ORDERS, MethodConfig
+from Memorization.banks.specs import BANKS, bank_kind, bank_path, bank_record, specs_of, training_patches
+from Memorization.options import BANK_ORDERS, MethodConfig, method_record
 
 MODEL_FORMAT = "videopatchcore"
 MODEL_VERSION = 1
@@ -94,16 +89,37 @@ def default_weights(method):
     return FusionWeights.chosen(settings.fixed_a1, settings.fixed_b1, settings.fixed_sigma)
 
 
-class VideoPatchCore:
-    """The memory banks of ``specs`` built with ``method``, and what is needed to use them."""
+def sort_metadata(path):
+    """Rewrite the header of the safetensors file at ``path`` with its metadata keys sorted, so that the
+    same model gives the same bytes: safetensors writes them in a random order on every run (its issue
+    #584). The same entries take no more room, and the header keeps its length: nothing else moves."""
+    with open(path, "r+b") as file:
+        size = int.from_bytes(file.read(8), "little")
+        header = json.loads(file.read(size))
+        metadata = dict(sorted(header.pop("__metadata__", {}).items()))
+        text = json.dumps({"__metadata__": metadata, **header}, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:
+            raise RuntimeError(f"{path}: the sorted safetensors header is longer than the one written")   # a bug
+        file.seek(8)
+        file.write(text.ljust(size))
 
-    def __init__(self, method, specs=PUBLISHED, banks=None, backbone=None, calibration=None):
+
+class VideoPatchCore:
+    """The memory banks of ``specs`` (default: the method's banks) built with ``method``, and what is
+    needed to use them."""
+
+    def __init__(self, method, specs=None, banks=None, backbone=None, calibration=None):
         self.method = method
-        self.specs = tuple(specs)
+        self.specs = specs_of(method.banks) if specs is None else tuple(specs)
         self.banks = dict(banks or {})            # bank name -> (M, D) tensor on the CPU
         self.backbone = dict(backbone or {})      # identity of the encoder behind the banks' features
         self.calibration = dict(calibration or {})
         self._on_device = (None, {})
+
+    @property
+    def streams(self):
+        """{bank: the stream it reads}, in bank order (what the evaluation needs of the banks)."""
+        return {spec.name: spec.stream for spec in self.specs}
 
     # --- memorising ---------------------------------------------------------------------------------
 
@@ -156,8 +172,7 @@ class VideoPatchCore:
     def score(self, features, device=None, name="video"):
         """Per-frame scores of one video (VideoFeatures): every bank, the fused streams, the alarms."""
         banks = self.score_banks(features, device)
-        single = VideoScores([name], {bank: [x] for bank, x in banks.items()},
-                             {spec.name: spec.stream for spec in self.specs})
+        single = VideoScores([name], {bank: [x] for bank, x in banks.items()}, self.streams)
         if not self.calibration:
             return VideoScore(banks, stream_scores(single, default_weights(self.method)))
         fused = calibrated_streams(single, self.calibration)
@@ -170,18 +185,20 @@ class VideoPatchCore:
         from safetensors.torch import save_file
 
         metadata = {"format": MODEL_FORMAT, "version": str(MODEL_VERSION),
-                    "method": json.dumps(asdict(self.method), sort_keys=True),
+                    "method": json.dumps(method_record(self.method), sort_keys=True),
                     "banks": json.dumps([spec.name for spec in self.specs]),
                     "backbone": json.dumps(self.backbone, sort_keys=True),
                     "calibration": json.dumps(self.calibration, sort_keys=True)}
         tensors = {f"bank.{spec.name}": self.banks[spec.name].detach().cpu().contiguous() for spec in self.specs}
         with atomic_path(path, needed_bytes=sum(t.nbytes for t in tensors.values())) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
+            sort_metadata(tmp)
         return Path(path)
 
     @classmethod
-    def load(cls, path, specs=PUBLISHED):
-        """A model saved by ``save``; ``specs`` must define every bank the file holds."""
+    def load(cls, path, specs=None):
+        """A model saved by ``save``; ``specs`` (default: the registered ones) must define every bank the
+        file holds."""
         from safetensors import safe_open
 
         path = Path(path)
@@ -205,10 +222,11 @@ class VideoPatchCore:
             backbone, calibration = json.loads(metadata["backbone"]), json.loads(metadata["calibration"])
         except (KeyError, TypeError, ValueError) as error:
             raise VPCError(f"{path} is damaged (its settings cannot be read: {error}); {MODEL_KIND.remedy}") from None
-        known = {spec.name: spec for spec in specs}
+        known = {spec.name: spec for spec in (BANKS.values() if specs is None else specs)}
         unknown = [name for name in names if name not in known]
         if unknown:
-            raise VPCError(f"{path} holds a memory bank {unknown[0]!r} that no bank definition describes")
+            raise VPCError(f"{path} holds a memory bank {unknown[0]!r} that no bank definition describes (register "
+                           f"its BankSpec: Memorization.banks.specs.register_bank)")
         banks = {}
         for name in names:
             bank = tensors.get(f"bank.{name}")
@@ -225,9 +243,10 @@ class VideoPatchCore:
                         bank_record(spec, self.method, backbone_fields))
 
     @classmethod
-    def from_bank_files(cls, work, method, backbone_fields, specs=PUBLISHED):
+    def from_bank_files(cls, work, method, backbone_fields, specs=None):
         """A model of the banks saved in the working directory (ours, or the authors' published ones),
-        each checked against the settings this run would record."""
+        each checked against the settings this run would record; ``specs``: default, the method's."""
+        specs = specs_of(method.banks) if specs is None else specs
         banks = {spec.name: load_tensor(bank_path(work, spec, method), bank_kind(spec),
                                         bank_record(spec, method, backbone_fields)) for spec in specs}
         return cls(method, specs, banks, backbone_fields)

@@ -4,21 +4,14 @@
 extra/config.py and the flags (``Memorization.cli.resolve_run``) and passed whole: it is what a
 model file stores. ``MemorizationRun`` adds where the run reads and writes and what it may reuse.
 """
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from extra.cli import RunContext
-from extra.evaluation.fusion import FusionWeights
+from extra.evaluation.fusion import DEFAULT_FALSE_ALARM_RATE, FusionWeights
 from extra.workdir import WorkDir
 
+# The paper's memory banks (Memorization.banks.specs defines them): what a run uses unless --banks says.
 PUBLISHED_BANKS = ("spatial", "temporal", "highlevel")
-# Blocks of layer1..layer3 and stem width of CLIP's ResNets (the layer4 count plays no part here).
-ARCHITECTURES = {
-    "RN50": ((3, 4, 6), 64),
-    "RN101": ((3, 4, 23), 64),
-    "RN50x4": ((4, 6, 10), 80),
-    "RN50x16": ((6, 8, 18), 96),
-    "RN50x64": ((3, 15, 36), 128),
-}
 # Whole-frame input scaling: the published x / 127.5 - 1 on BGR, or CLIP's mean/std on RGB.
 NORMALIZATIONS = ("published", "clip")
 # Temporal patches are pooled over the 28 x 28 grid with "avg" when memorising ("train") and
@@ -37,6 +30,8 @@ COMPRESSIONS = ("split", "head", "random")
 # Nearest-neighbour search of the scores: exact (default), or a faiss index (Memorization.knn.search):
 # flat (exact up to float32 rounding) or IVF (approximate; its error is measured and printed).
 SEARCHES = ("exact", "faiss-flat", "faiss-ivf")
+# The figures of a run (figures.py --figures; Memorization.paper.plots draws them).
+FIGURES = ("scores", "objects", "tsne")
 
 
 @dataclass(frozen=True)
@@ -48,6 +43,7 @@ class MethodConfig:
     cnl_pool: int                    # c'
     pool_for_sm: int = 4             # p
     power_n: int = 1
+    banks: tuple = PUBLISHED_BANKS   # the memory banks, names of registered BankSpecs (Memorization.banks.specs)
     ratios: dict = field(default_factory=lambda: dict.fromkeys(PUBLISHED_BANKS, 1.0))   # bank -> coreset ratio
     eps_coreset: float = 0.9
     random_projection: bool = False
@@ -58,9 +54,12 @@ class MethodConfig:
     compression: str = COMPRESSIONS[0]
     compression_seed: int = 0        # the "random" compression's channel draw
     seed: int = 0                    # coreset projection
-    backbone: str = "RN101"          # architecture name, or a weights file
+    backbone: str = "RN101"          # encoder name (Memorization.encoders.registry), or a weights file
     random_weights: bool = False
     search: str = SEARCHES[0]       # scores' nearest-neighbour search (not the banks': coresets are exact)
+
+    def __post_init__(self):
+        object.__setattr__(self, "banks", tuple(self.banks))     # JSON gives a list back
 
     @property
     def local_folder(self):
@@ -91,7 +90,7 @@ class MemorizationRun:
     overwrite: bool = False
     verify: bool = False             # read every reused file whole and check it
     label_free: bool = True          # calibrate on training videos only (Memorization.calibration)
-    false_alarm_rate: float = 0.01   # the label-free alarm threshold's target on normal frames
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE   # the label-free alarm threshold's target on normal frames
 
     @property
     def work(self):
@@ -134,9 +133,18 @@ def temporal_tags(method):
     return tags
 
 
-def results_name(method, banks=PUBLISHED_BANKS):
+def method_record(method):
+    """The method as files record it (asdict): ``banks`` only where the run has other banks than the
+    published three, so the files of the published method stay as they were."""
+    record = asdict(method)
+    if method.banks == PUBLISHED_BANKS:
+        del record["banks"]
+    return record
+
+
+def results_name(method):
     """Folder name of a run's results: the banks' ratios, then the switch tags (none by default)."""
-    return "_".join([f"{bank}{float(method.ratios[bank])}" for bank in banks] + run_tags(method))
+    return "_".join([f"{bank}{float(method.ratios[bank])}" for bank in method.banks] + run_tags(method))
 
 
 def results_folder(work, method):

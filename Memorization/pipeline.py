@@ -15,15 +15,11 @@ import torch
 from extra.datasets import labelled_test_videos, list_videos
 from extra.device import default_device
 from extra.errors import VPCError, warn
-from extra.evaluation.fusion import LOCAL_FUSION, calibrated_local, fused_per_video
+from extra.evaluation.fusion import LOCAL_FUSION, calibrated_local, fused_per_video, local_score
 from extra.evaluation.harness import evaluate
-from extra.evaluation.regions import load_mask_tracks, load_region_tracks, rbdc_tbdc
-from extra.evaluation.results import (
-    RESULTS_FILE,
-    SCORES_FILE,
-    format_results,
-    save_results,
-)
+from extra.evaluation.protocol import VIDEOPATCHCORE
+from extra.evaluation.regions import DEFAULT_CONVENTION, load_mask_tracks, load_region_tracks, rbdc_tbdc
+from extra.evaluation.results import RESULTS_FILE, SCORES_FILE, format_results, save_results
 from extra.evaluation.scores import make_video_scores
 from extra.lock import work_lock
 from extra.progress import progress
@@ -31,15 +27,11 @@ from extra.provenance import read_json_record, write_json_record
 from extra.sharding import map_videos
 from extra.store import is_empty_clip, open_clip_file, read_clip_file
 from Memorization.banks.search_check import SearchCheck
-from Memorization.banks.specs import PUBLISHED, STREAMS, bank_path, streams_of
+from Memorization.banks.specs import STREAMS, bank_path, specs_of, stream_titles, streams_of
 from Memorization.encoders.loader import load_backbone_for
-from Memorization.features import (
-    backbone_record,
-    extract_split_features,
-    feature_record,
-)
+from Memorization.features import backbone_record, extract_split_features, feature_record
 from Memorization.model import VideoFeatures, VideoPatchCore, video_coresets
-from Memorization.options import BANK_ORDERS, results_folder, results_name
+from Memorization.options import BANK_ORDERS, method_record, results_folder, results_name
 from ObjectDetection.objects import clip_boxes_of
 
 
@@ -67,17 +59,20 @@ def reused_backbone(run, test_videos):
     return {key: record[key] for key in ("backbone", "random_weights") if key in record}
 
 
-def training_features(run, videos, backbone, specs=PUBLISHED):
-    """The saved training features of the streams ``specs`` read, video by video."""
+def training_features(run, videos, backbone, specs=None):
+    """The saved training features of the streams ``specs`` (default: the run's banks) read, video by video."""
+    streams = streams_of(specs_of(run.method.banks) if specs is None else specs)
     for video in progress(videos, "reading training features"):
-        yield read_video_features(run, "train", video.name, backbone, streams_of(specs))
+        yield read_video_features(run, "train", video.name, backbone, streams)
 
 
-def fitted_model(run, videos, fields, specs=PUBLISHED, device=None):
-    """The model of ``specs`` memorising the training videos' saved features (``fields``: the backbone's
-    record fields). With --ray and the published order, each video's coresets are drawn on a Ray
-    worker, from the features it reads itself, and only they come back, concatenated in video order."""
+def fitted_model(run, videos, fields, specs=None, device=None):
+    """The model of ``specs`` (default: the run's banks) memorising the training videos' saved features
+    (``fields``: the backbone's record fields). With --ray and the published order, each video's coresets
+    are drawn on a Ray worker, from the features it reads itself, and only they come back, concatenated
+    in video order."""
     model = VideoPatchCore(run.method, specs)
+    specs = model.specs
     if run.context.ray is None or run.method.bank_order != BANK_ORDERS[0]:
         return model.fit(training_features(run, videos, fields, specs), device)
     per_video = map_videos(functools.partial(coresets_of_video, run=run, fields=fields, specs=specs), videos,
@@ -140,7 +135,7 @@ def object_score(scores, weights, calibration):
     spatial, temporal = (np.asarray(scores[bank], dtype=np.float64) for bank in LOCAL_FUSION)
     if calibration:
         return calibrated_local(spatial, temporal, calibration)
-    return weights.a1 * spatial + weights.a2 * temporal
+    return local_score(weights.a1, weights.a2, spatial, temporal)
 
 
 def region_results(run, videos, objects, weights, calibration):
@@ -150,7 +145,7 @@ def region_results(run, videos, objects, weights, calibration):
     if truth is None:
         return None
     d, work = run.method.consecutive, run.work
-    detections, tracks, offset, scored = [], [], 0, 0
+    detections, tracks, offset = [], [], 0
     for video, (counts, scores) in zip(videos, objects):
         clips = video.clips(d)
         boxes = clip_boxes_of(work.object_batches("test", video.name), range(len(clips)))
@@ -162,40 +157,45 @@ def region_results(run, videos, objects, weights, calibration):
             for box in clip_boxes[:n] if n else ():
                 score = next(per_object)
                 detections += [[offset + frame, *box[:4], score] for frame in frames]
-        first, last = clips[0][0], clips[-1][-1]
         for track in truth[video.name]:
-            kept = track[(track[:, 0] >= first) & (track[:, 0] <= last)]
-            if len(kept):
-                tracks.append(np.column_stack([kept[:, 0] + offset, kept[:, 1:]]))
+            if len(track):
+                tracks.append(np.column_stack([track[:, 0] + offset, track[:, 1:]]))
         offset += video.n_raw_frames
-        scored += len(clips) * d
     if not tracks:
         return None
-    rbdc, tbdc = rbdc_tbdc(np.asarray(detections, dtype=np.float64).reshape(-1, 6), tracks, scored)
+    # Every test frame and every ground-truth region counts, those no clip covers (a skipped first frame,
+    # the tail after the last full clip) too: they count in the false positives per frame and as regions
+    # no detection finds, as the reference scripts count the whole test set.
+    rbdc, tbdc = rbdc_tbdc(np.asarray(detections, dtype=np.float64).reshape(-1, 6), tracks, offset,
+                           DEFAULT_CONVENTION)
     return {"rbdc": rbdc, "tbdc": tbdc, "tracks": len(tracks), "regions": int(sum(len(t) for t in tracks)),
-            "detections": len(detections), "frames": scored,
+            "detections": len(detections), "frames": offset, "convention": DEFAULT_CONVENTION,
             "object_score": ("a1 S + a2 T, normalised per bank, label-free weights" if calibration
                              else "a1 S + a2 T, raw, fixed weights")}
 
 
 def memory_of(run, backbone, fields, device):
-    """The model and whether its banks were built now: reused when they are saved with this run's
-    settings, else built from the training features (extracted where missing) and saved."""
+    """The model of the run's banks and whether a bank was built now: each bank reused when it is saved
+    with this run's settings, the others built from the training features (extracted where missing) and
+    saved (a bank added to a run costs its own coresets alone)."""
     work, method = run.work, run.method
-    reusable = not run.overwrite and all(bank_path(work, spec, method).is_file() for spec in PUBLISHED)
-    if run.save_memory and not reusable:
+    specs = specs_of(method.banks)
+    missing = [spec for spec in specs if not bank_path(work, spec, method).is_file()]
+    if missing and not run.save_memory:
+        raise VPCError(f"memory bank not found: {bank_path(work, missing[0], method)}; run with --save_memory=True "
+                       f"to build it")
+    to_build = specs if run.save_memory and run.overwrite else missing
+    banks = VideoPatchCore.from_bank_files(work, method, fields, [s for s in specs if s not in to_build]).banks
+    if banks:
+        print("memory banks: reusing " + ", ".join(f"{name} {tuple(bank.shape)}" for name, bank in banks.items()),
+              flush=True)
+    if to_build:
         train_videos = list_videos(run.context.settings, run.context.data_root, "train", method.consecutive)
         extract_split_features(train_videos, "train", run, backbone)
-        model = fitted_model(run, train_videos, fields, device=device)
-        model.save_bank_files(work, fields)
-        return model, True
-    missing = [bank_path(work, spec, method) for spec in PUBLISHED if not bank_path(work, spec, method).is_file()]
-    if missing:
-        raise VPCError(f"memory bank not found: {missing[0]}; run with --save_memory=True to build it")
-    model = VideoPatchCore.from_bank_files(work, method, fields)
-    print("memory banks: reusing " + ", ".join(f"{name} {tuple(bank.shape)}" for name, bank in model.banks.items()),
-          flush=True)
-    return model, False
+        built = fitted_model(run, train_videos, fields, to_build, device)
+        built.save_bank_files(work, fields)
+        banks.update(built.banks)
+    return VideoPatchCore(method, specs, {spec.name: banks[spec.name] for spec in specs}), bool(to_build)
 
 
 def calibration_path(run):
@@ -208,7 +208,7 @@ def calibration_of(run, model, backbone, fields, rebuilt):
     from the training videos (Memorization.calibration.heldout) and saved; None (with a warning) when it cannot be
     made because the encoder is not loaded."""
     path = calibration_path(run)
-    record = {**asdict(run.method), **fields, "false_alarm_rate": run.false_alarm_rate}
+    record = {**method_record(run.method), **fields, "false_alarm_rate": run.false_alarm_rate}
     if path.is_file() and not (run.overwrite or rebuilt):
         saved = read_json_record(path, record)
         if saved is not None:
@@ -217,9 +217,7 @@ def calibration_of(run, model, backbone, fields, rebuilt):
         warn(f"no label-free calibration at {path}, and making one needs the encoder: run with "
              f"--save_feature=True once; the label-free column is left out")
         return None
-    from Memorization.calibration.heldout import (
-        label_free_calibration,  # torch-heavy recipes, only when calibrating
-    )
+    from Memorization.calibration.heldout import label_free_calibration   # torch-heavy recipes, only when calibrating
 
     videos = list_videos(run.context.settings, run.context.data_root, "train", run.method.consecutive)
     extract_split_features(videos, "train", run, backbone)
@@ -254,14 +252,13 @@ def _run_memorization(run, work):
     if run.save_feature:
         extract_split_features(test_videos, "test", run, backbone)
     scored = score_videos(model, run, test_videos, fields, device)
-    scores = make_video_scores(scored.per_bank, [labels[v.name] for v in test_videos], [v.name for v in test_videos],
-                               {spec.name: spec.stream for spec in model.specs},
-                               [v.first_frame for v in test_videos])
-    results = evaluate(scores, run.fixed, calibration)
+    scores = make_video_scores(scored.per_bank, [labels[v.name] for v in test_videos], model.streams,
+                               [v.name for v in test_videos], [v.first_frame for v in test_videos])
+    results = evaluate(scores, VIDEOPATCHCORE, run.fixed, calibration)
     regions = region_results(run, test_videos, scored.objects, run.fixed, calibration)
     if regions is not None:
         results["regions"] = regions
-    metadata = {**asdict(method), "save_feature": run.save_feature, "save_memory": run.save_memory,
+    metadata = {**method_record(method), "save_feature": run.save_feature, "save_memory": run.save_memory,
                 "overwrite": run.overwrite, "fixed": asdict(run.fixed), **fields,
                 "bank_sizes": {name: int(bank.shape[0]) for name, bank in model.banks.items()},
                 **({"search_errors": scored.search_errors} if scored.search_errors else {}),
@@ -269,6 +266,6 @@ def _run_memorization(run, work):
     out = results_folder(work, method)
     save_results(out / SCORES_FILE, out / RESULTS_FILE, scores, results, metadata,
                  fused=fused_per_video(scores, run.fixed))
-    print(format_results(results, metadata), flush=True)
+    print(format_results(results, metadata, stream_titles(model.specs)), flush=True)
     print(f"scores and results: {out}", flush=True)
     return results

@@ -40,9 +40,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     base = resolve_run(args)
-    from Memorization.paper.reproduction import (
-        reproduce_tables,  # the model code, once the arguments are sound
-    )
+    from Memorization.paper.reproduction import reproduce_tables   # the model code, once the arguments are sound
 
     print()
     print(reproduce_tables(base, TABLE_KEYS if args.table == "all" else (args.table,)), flush=True)

@@ -29,6 +29,7 @@ from extra.datasets import read_frame
 from extra.device import default_device
 from extra.errors import VPCError
 from ObjectDetection.boxes import BOX_COLUMNS, key_frame_offset
+from ObjectDetection.options import DETECTORS, HOG, MOTION, YOLO
 
 PERSON = 0         # COCO class of the offline detectors' boxes
 
@@ -358,8 +359,7 @@ class KeyFrameStream:
         return []
 
 
-OFFLINE_DETECTORS = {"motion": MotionDetector, "hog": HogDetector}
-DETECTORS = ("yolov5", *OFFLINE_DETECTORS)
+OFFLINE_DETECTORS = {MOTION: MotionDetector, HOG: HogDetector}
 
 
 def _offline_detector(name):
@@ -370,13 +370,13 @@ def _offline_detector(name):
 
 def make_detector(name, yolo_weights=DEFAULT_YOLO_WEIGHTS, device=None, batch_size=16):
     """The detector chosen with --detector (YOLO weights are resolved and loaded here)."""
-    if name == "yolov5":
+    if name == YOLO:
         return YoloDetector(yolo_weights, device=device, batch_size=batch_size)
     return _offline_detector(name)()
 
 
 def detector_description(name, yolo_weights=DEFAULT_YOLO_WEIGHTS):
     """The label a detector's results carry, known without loading it."""
-    if name == "yolov5":
+    if name == YOLO:
         return yolo_description(yolo_weights)
     return _offline_detector(name).description

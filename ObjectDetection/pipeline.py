@@ -25,75 +25,19 @@ import cv2
 import numpy as np
 
 from extra.cli import RunContext
-from extra.datasets import SPLITS, list_videos
-from extra.errors import VPCError, warn
+from extra.datasets import list_videos
+from extra.errors import VPCError
 from extra.io import atomic_path
 from extra.lock import work_lock
 from extra.sharding import map_videos, model_getter
 from extra.store import clip_key
 from extra.workdir import WorkDir
 from ObjectDetection.boxes import clip_crops, key_frame_offset, object_boxes, objects_array
-from ObjectDetection.detectors import DEFAULT_YOLO_WEIGHTS, detector_description, make_detector
+from ObjectDetection.detectors import detector_description, make_detector
 from ObjectDetection.objects import (
     load_boxes_pickle, object_batches_writer, pickle_key, read_stored_video, save_boxes_pickle,
 )
-
-
-@dataclass(frozen=True)
-class DetectionOptions:
-    """The stage's flags (run.py --help)."""
-
-    train_od: bool = True
-    test_od: bool = True
-    save_image: bool = False
-    save_image_all: bool = False
-    is_save_train_pickle: bool = False
-    is_save_test_pickle: bool = False
-    is_load_train_pickle: bool = False
-    is_load_test_pickle: bool = False
-    detector: str = "yolov5"
-    yolo_weights: str = DEFAULT_YOLO_WEIGHTS
-    batch_size: int = 16
-    overwrite: bool = False
-    verify: bool = False
-
-
-@dataclass(frozen=True)
-class SplitJob:
-    """What to do for one split."""
-
-    split: str
-    load_pickle: bool        # boxes from the split's pickle instead of a detector
-    write_batches: bool
-    save_pickle: bool
-    save_image: bool
-    save_image_all: bool
-
-    @property
-    def images(self):
-        return self.save_image or self.save_image_all
-
-
-def plan_jobs(options):
-    """The split jobs the flags ask for, in SPEC section 8's semantics (module docstring)."""
-    pickle_flags = {(split, action): getattr(options, f"is_{action}_{split}_pickle")
-                    for split in SPLITS for action in ("save", "load")}
-    plain = not (any(pickle_flags.values()) or options.save_image or options.save_image_all)
-    jobs = []
-    for split in SPLITS:
-        load, save = pickle_flags[split, "load"], pickle_flags[split, "save"]
-        if load and save:
-            raise VPCError(f"--is_load_{split}_pickle and --is_save_{split}_pickle both given: the pickle would "
-                           f"be rewritten from itself; choose one")
-        if not getattr(options, f"{split}_od"):
-            if load or save:
-                warn(f"--{split}_od=False: the {split} pickle flag is ignored")
-            continue
-        job = SplitJob(split=split, load_pickle=load, write_batches=plain or load or save, save_pickle=save,
-                       save_image=options.save_image, save_image_all=options.save_image_all)
-        if job.write_batches or job.images:
-            jobs.append(job)
-    return jobs
+from ObjectDetection.options import DetectionOptions, SplitJob, plan_jobs
 
 
 def object_record(settings, split, consecutive, threshold, boxes_from):
@@ -268,13 +212,12 @@ def run_split(job, context, work, get_detector, options):
     return summary
 
 
-def run_object_detection(context, options):
-    """Every split job the options ask for; prints a summary; returns the SplitSummary list."""
+def run_object_detection(context, options, jobs=None):
+    """Every split job the options ask for (``jobs``: ``plan_jobs(options)``, when the caller has them
+    already); prints a summary; returns the SplitSummary list."""
     start = time.perf_counter()
     work = WorkDir(context.work_dir, context.settings.name)
-    jobs = plan_jobs(options)
-    if not jobs:
-        raise VPCError("nothing to do: --train_od / --test_od and the pickle flags leave no split to process")
+    jobs = plan_jobs(options) if jobs is None else jobs
 
     # Loaded on first use (a run that needs no detection needs no weights), once per Ray worker with --ray.
     get_detector = model_getter(context.ray, make_detector, options.detector, options.yolo_weights, None,

@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from extra import config  # noqa: E402
 from extra.cli import add_bool_flag, base_parser, resolve_context  # noqa: E402
+from extra.datasets import split_folder  # noqa: E402
 from extra.errors import run_main  # noqa: E402
-from ObjectDetection.detectors import DETECTORS  # noqa: E402
-from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
+from ObjectDetection.options import DETECTORS, YOLO, DetectionOptions, plan_jobs  # noqa: E402
 
 FLAG_SEMANTICS = """\
 Without any of --is_save_*_pickle, --is_load_*_pickle, --save_image, --save_image_all the stage
@@ -39,7 +39,7 @@ def build_parser():
                       f"save the {split} boxes to objects/<dataset>/<dataset>_{split}.pickle (with the object batches)")
         add_bool_flag(parser, f"--is_load_{split}_pickle", False,
                       f"rebuild the {split} object batches from that pickle, without a detector")
-    parser.add_argument("--detector", default="yolov5", choices=DETECTORS,
+    parser.add_argument("--detector", default=YOLO, choices=DETECTORS,
                         help="yolov5 (default, the paper's YOLOv5-L), or an offline one needing no weights: "
                              "motion (background subtraction), hog (OpenCV's pedestrian detector)")
     parser.add_argument("--yolo_weights", default=config.yolo_weights,
@@ -57,7 +57,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     context = resolve_context(args)
     options = DetectionOptions(**{f.name: getattr(args, f.name) for f in fields(DetectionOptions)})
-    run_object_detection(context, options)
+    jobs = plan_jobs(options)
+    for job in jobs:
+        split_folder(context.settings, context.data_root, job.split)
+    from ObjectDetection.pipeline import run_object_detection   # the model code, once the arguments are sound
+
+    run_object_detection(context, options, jobs)
     return 0
 
 

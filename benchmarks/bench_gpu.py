@@ -29,7 +29,7 @@ from extra.datasets import labelled_test_videos, list_videos  # noqa: E402
 from extra.device import default_device, device_description  # noqa: E402
 from extra.evaluation.fusion import FusionWeights  # noqa: E402
 from extra.make_demo import make_demo  # noqa: E402
-from Memorization.encoders.clip_resnet import load_backbone  # noqa: E402
+from Memorization.encoders.registry import load_backbone  # noqa: E402
 from Memorization.features import extract_split_features  # noqa: E402
 from Memorization.knn.exact import nearest_distances  # noqa: E402
 from Memorization.options import PUBLISHED_BANKS, MemorizationRun, MethodConfig  # noqa: E402

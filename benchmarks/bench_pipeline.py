@@ -27,10 +27,11 @@ from extra.datasets import labelled_test_videos, list_videos  # noqa: E402
 from extra.device import default_device, device_description  # noqa: E402
 from extra.evaluation.fusion import FusionWeights  # noqa: E402
 from extra.evaluation.harness import evaluate  # noqa: E402
+from extra.evaluation.protocol import VIDEOPATCHCORE  # noqa: E402
 from extra.evaluation.scores import make_video_scores  # noqa: E402
 from extra.make_demo import make_demo  # noqa: E402
 from Memorization import features  # noqa: E402
-from Memorization.encoders.clip_resnet import load_backbone  # noqa: E402
+from Memorization.encoders.registry import load_backbone  # noqa: E402
 from Memorization.model import VideoPatchCore  # noqa: E402
 from Memorization.options import PUBLISHED_BANKS, MemorizationRun, MethodConfig  # noqa: E402
 from Memorization.pipeline import score_videos, training_features  # noqa: E402
@@ -57,7 +58,7 @@ class RecordingBackbone(torch.nn.Module):
         super().__init__()
         self.backbone, self.batches = backbone, []
         self.device, self.name, self.random_weights = backbone.device, backbone.name, backbone.random_weights
-        self.identity = backbone.identity
+        self.identity, self.layout = backbone.identity, backbone.layout
 
     def forward(self, images):
         self.batches.append(images.shape[0])
@@ -66,7 +67,8 @@ class RecordingBackbone(torch.nn.Module):
 
 @torch.no_grad()
 def bare_forward_seconds(backbone, batches, device):
-    inputs = {size: torch.randn(size, 3, features.INPUT_SIZE, features.INPUT_SIZE, device=device)
+    side = backbone.layout.input_size
+    inputs = {size: torch.randn(size, 3, side, side, device=device)
               for size in set(batches)}
     backbone(inputs[batches[0]])                    # warm-up outside the timing
     start = time.perf_counter()
@@ -119,8 +121,8 @@ def main():
     with stage("scoring (test)", n_test, rows, memory):
         per_bank = score_videos(model, run, test, fields, device).per_bank
     with stage("evaluation (published protocol)", n_test, rows, memory):
-        scores = make_video_scores(per_bank, [labels[v.name] for v in test], [v.name for v in test])
-        evaluate(scores, FusionWeights(0.5, 0.5, 0.5, 0.5, 0))
+        scores = make_video_scores(per_bank, [labels[v.name] for v in test], model.streams, [v.name for v in test])
+        evaluate(scores, VIDEOPATCHCORE, FusionWeights(0.5, 0.5, 0.5, 0.5, 0))
 
     bare = bare_forward_seconds(backbone, recording.batches, device)
     total = sum(row["seconds"] for row in rows)

@@ -52,7 +52,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 import extra.datasets  # noqa: E402
 import Memorization.banks.coreset  # noqa: E402
 import Memorization.banks.scores  # noqa: E402
-import Memorization.encoders.clip_resnet  # noqa: E402
+import Memorization.encoders.registry  # noqa: E402
 import Memorization.pipeline  # noqa: E402
 from extra.cli import RunContext  # noqa: E402
 from extra.config import DATASETS  # noqa: E402
@@ -63,9 +63,9 @@ from extra.store import ClipFile, ClipFileWriter  # noqa: E402
 from Memorization import features  # noqa: E402
 from Memorization.banks.coreset import greedy_coreset_indices  # noqa: E402
 from Memorization.banks.scores import object_scores  # noqa: E402
+from Memorization.encoders.clip_resnet import ARCHITECTURES, INPUT_SIZE  # noqa: E402
 from Memorization.model import VideoPatchCore  # noqa: E402
 from Memorization.options import (  # noqa: E402
-    ARCHITECTURES,
     PUBLISHED_BANKS,
     MemorizationRun,
     MethodConfig,
@@ -73,7 +73,7 @@ from Memorization.options import (  # noqa: E402
 from Memorization.pipeline import run_memorization  # noqa: E402
 from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
 
-SIZE = features.INPUT_SIZE
+SIZE = INPUT_SIZE
 
 
 # --- the step timer ------------------------------------------------------------------------------------
@@ -133,6 +133,7 @@ class TimedBackbone(torch.nn.Module):
         super().__init__()
         self.backbone, self.timer, self.images = backbone, timer, 0
         self.device, self.name, self.random_weights = backbone.device, backbone.name, backbone.random_weights
+        self.layout = backbone.layout
         self.description, self.identity = backbone.description, backbone.identity
 
     def forward(self, images):
@@ -144,7 +145,7 @@ class TimedBackbone(torch.nn.Module):
 ENCODER = "encoder forward"
 # (owner, attribute, step): the library calls timed in the stage; order = the table's order.
 STEPS = (
-    (Memorization.encoders.clip_resnet, "load_backbone", "backbone load (random RN101, fp16-rounded, folded)"),
+    (Memorization.encoders.registry, "load_backbone", "backbone load (random RN101, fp16-rounded, folded)"),
     (extra.datasets, "read_frame", "reading frames (cv2.imread)"),
     (features, "frames_to_input", "global input prep (frames_to_input: resize, scale)"),
     (features, "local_feature_set", "local input prep (crops to float, 64 -> 224 interpolate)"),
@@ -203,6 +204,7 @@ class OfficialTower(torch.nn.Module):
             getattr(self.tower, name).register_forward_hook(
                 lambda _, __, out, name=name: self.taps.__setitem__(name, out))
         self.device, self.name, self.random_weights = taps.device, taps.name, taps.random_weights
+        self.layout = taps.layout
         self.description, self.identity = taps.description, taps.identity
 
     def forward(self, images):
@@ -233,12 +235,12 @@ def python_greedy(points, n_select, *_):
 @contextlib.contextmanager
 def official_computation():
     """The stage's encoder, scoring and coreset replaced by the official code's, for its duration."""
-    load = Memorization.encoders.clip_resnet.load_backbone
+    load = Memorization.encoders.registry.load_backbone
 
     def load_official(*args, **kwargs):
         return OfficialTower(load(*args, **{**kwargs, "form": "published"}))
 
-    with mock.patch.object(Memorization.encoders.clip_resnet, "load_backbone", load_official), \
+    with mock.patch.object(Memorization.encoders.registry, "load_backbone", load_official), \
             mock.patch.object(Memorization.banks.scores, "object_scores", cdist_scores), \
             mock.patch.object(Memorization.banks.coreset, "greedy_coreset_indices", python_greedy):
         yield
@@ -436,8 +438,8 @@ def main():
     if args.stage_only:
         return
     with quiet():
-        published = Memorization.encoders.clip_resnet.load_backbone("RN101", device="cpu", random_weights=True, form="published")
-        folded = Memorization.encoders.clip_resnet.load_backbone("RN101", device="cpu", random_weights=True, form="folded")
+        published = Memorization.encoders.registry.load_backbone("RN101", device="cpu", random_weights=True, form="published")
+        folded = Memorization.encoders.registry.load_backbone("RN101", device="cpu", random_weights=True, form="folded")
     print_encoder(published, folded, args)
     print_search(args)
 

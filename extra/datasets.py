@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from extra.errors import VPCError, warn
@@ -30,6 +29,8 @@ def sorted_naturally(paths):
 
 def read_frame(path):
     """One frame as OpenCV reads it: uint8, H x W x 3, BGR."""
+    import cv2   # on first use: the commands' --help and folder checks import this module without OpenCV
+
     frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if frame is None:
         raise VPCError(f"cannot read frame {path} (missing, empty or not an image)")
@@ -155,6 +156,8 @@ class Video:
 
 
 def _open_capture(path):
+    import cv2
+
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise VPCError(f"cannot open video file {path}")
@@ -168,12 +171,18 @@ def split_dir(settings, data_root, split):
     return Path(data_root) / settings.name / relative
 
 
-def scan_split(settings, data_root, split):
-    """All videos of a split in the dataset's order (short videos included: see usable_videos)."""
+def split_folder(settings, data_root, split):
+    """The split's folder, which must exist (cheap: the commands check theirs before any model loads)."""
     folder = split_dir(settings, data_root, split)
     if not folder.is_dir():
         raise VPCError(f"{settings.name} {split} folder not found: {folder} (layout: DATA_README.md; "
                        f"set data_root in extra/config.py, $VPC_DATA_ROOT or --data_root)")
+    return folder
+
+
+def scan_split(settings, data_root, split):
+    """All videos of a split in the dataset's order (short videos included: see usable_videos)."""
+    folder = split_folder(settings, data_root, split)
     entries = video_entries(folder)
     if not entries:
         raise VPCError(f"no videos in {folder}: expected one folder of frames or one video file per video")

@@ -1,10 +1,19 @@
 """User-facing errors: one line on stderr and a non-zero exit, never a traceback."""
 import sys
 import warnings
+from dataclasses import dataclass
 
 
 class VPCError(Exception):
     """Bad input or a missing prerequisite; the message tells the user what to do."""
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """What a kind of file is called, and the step that makes it (said in every error about it)."""
+
+    what: str
+    remedy: str       # e.g. "rerun ObjectDetection/run.py with the same --dataset, --consecutive and --work_num"
 
 
 EXIT_ERROR = 2

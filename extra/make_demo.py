@@ -30,10 +30,9 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
-from scipy.io import savemat
 
+# OpenCV and scipy are imported where they draw and write: --help and argument errors come without them.
 from extra.cli import OneLineErrorParser, add_bool_flag, dataset_settings
 from extra.datasets import SPLITS, intervals_from_labels, split_dir
 from extra.errors import VPCError, run_main
@@ -133,14 +132,20 @@ def _point(x, y):
 
 
 def _line(canvas, start, end, colour, thickness):
+    import cv2
+
     cv2.line(canvas, _point(*start), _point(*end), colour, max(1, int(round(thickness))), cv2.LINE_AA, SHIFT)
 
 
 def _disc(canvas, centre, radius, colour, thickness=-1):
+    import cv2
+
     cv2.circle(canvas, _point(*centre), int(round(radius * SUBPIXELS)), colour, thickness, cv2.LINE_AA, SHIFT)
 
 
 def _box(canvas, x0, y0, x1, y1, colour):
+    import cv2
+
     cv2.rectangle(canvas, _point(x0, y0), _point(x1, y1), colour, -1, cv2.LINE_AA, SHIFT)
 
 
@@ -206,6 +211,8 @@ DRAWERS = {"person": draw_person, "cart": draw_cart, "bicycle": draw_bicycle, "b
 
 def render_background(seed, width, height):
     """The static scene, BGR uint8: wall with windows, lawn, paved walkway, smooth texture."""
+    import cv2
+
     rng = np.random.default_rng([seed, BACKGROUND_STREAM])
     h = Scene(width, height).figure_height
     image = np.empty((height, width, 3), np.float32)
@@ -381,6 +388,8 @@ def frame_name(dataset, split, t):
 
 def write_frames(frames, folder, name, dataset, split, as_video_file):
     """One video: a folder of JPEGs, or an MJPG .avi (OpenCV's own writer: reproducible bytes)."""
+    import cv2
+
     if as_video_file:
         path = folder / f"{name}.avi"
         writer = None
@@ -408,6 +417,8 @@ def write_frames(frames, folder, name, dataset, split, as_video_file):
 
 def avenue_mat_bytes(intervals_per_video):
     """avenue.mat content: `gt`, a 1 x n cell of 2 x K intervals (a plain pair when K = 1)."""
+    from scipy.io import savemat
+
     cell = np.empty((1, len(intervals_per_video)), dtype=object)
     for i, intervals in enumerate(intervals_per_video):
         cell[0, i] = intervals[:, 0] if intervals.shape[1] == 1 else intervals

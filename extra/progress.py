@@ -6,14 +6,14 @@ when a loop starts and one per item done, never carriage-return updates.
 import sys
 import time
 
-from fastprogress.fastprogress import progress_bar
-
 
 def progress(items, label, stream=None):
     """Iterate ``items`` showing ``label`` and how far the loop has come (on stdout by default)."""
     stream = stream or sys.stdout
     items = list(items)
     if stream.isatty():
+        from fastprogress.fastprogress import progress_bar   # slow to import: commands' --help skip it
+
         yield from progress_bar(items, comment=label, leave=False)
         return
     started = time.perf_counter()

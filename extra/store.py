@@ -19,14 +19,13 @@ Damage is reported as one VPCError line: which file, what is wrong, what to do.
 import contextlib
 import json
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
-from extra.errors import VPCError
+from extra.errors import FileKind, VPCError  # noqa: F401 (FileKind is also imported from here)
 from extra.io import atomic_path
 from extra.provenance import check_record, read_h5_record, read_sidecar_record, write_h5_record, write_sidecar_record
 
@@ -51,14 +50,6 @@ def is_empty_clip(array):
 
 def crc32(array):
     return zlib.crc32(np.ascontiguousarray(array).data) & 0xFFFFFFFF
-
-
-@dataclass(frozen=True)
-class FileKind:
-    """What a kind of file is called, and the step that makes it (said in every error about it)."""
-
-    what: str
-    remedy: str       # e.g. "rerun ObjectDetection/run.py with the same --dataset, --consecutive and --work_num"
 
 
 def damaged(path, kind, problem):

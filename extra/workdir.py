@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from extra.store import FileKind
+from extra.errors import FileKind
 
 OBJECT_BATCHES = FileKind("object batches", "rerun ObjectDetection/run.py with the same --dataset, --consecutive "
                                             "and --work_num")

@@ -50,7 +50,8 @@ def small_random_checkpoint(path):
     import torch
     from clip.model import convert_weights
 
-    from Memorization.encoders.clip_resnet import ResNetTaps, save_checkpoint
+    from Memorization.encoders.clip_resnet import ResNetTaps
+    from Memorization.encoders.contract import save_checkpoint
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

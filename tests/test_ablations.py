@@ -15,24 +15,12 @@ from extra.provenance import read_h5_record, read_sidecar_record
 from extra.store import clip_key
 from extra.workdir import WorkDir
 from Memorization.banks.specs import (
-    HIGHLEVEL,
-    PUBLISHED,
-    SPATIAL,
-    STREAMS,
-    TEMPORAL,
-    bank_path,
-    bank_record,
-    stack_items,
-    training_patches,
+    HIGHLEVEL, PUBLISHED, SPATIAL, STREAMS, TEMPORAL, bank_path, bank_record, stack_items, training_patches,
 )
 from Memorization.banks.scores import score_clips
 from Memorization.cli import build_parser, resolve_run
 from Memorization.features import (
-    compress_channels,
-    extract_split_features,
-    extraction_time,
-    local_feature_set,
-    local_features,
+    compress_channels, extract_split_features, extraction_time, local_feature_set, local_features,
     random_channels,
 )
 from Memorization.model import VideoPatchCore

@@ -10,24 +10,30 @@ import torch
 
 from extra.evaluation.fusion import FusionWeights, calibrated_streams, normalisation
 from extra.evaluation.harness import evaluate
+from extra.evaluation.protocol import VIDEOPATCHCORE
 from extra.evaluation.scores import make_video_scores
 from extra.make_demo import make_demo
-from Memorization.calibration.recipes import (
-    freeze_index,
-    pasted,
-    shuffled_grid,
-    swapped,
-)
+from Memorization.calibration.recipes import freeze_index, pasted, shuffled_grid, skip_index, swapped
 from Memorization.calibration.weights import calibrate
 from Memorization.run import main as run_stage
 from ObjectDetection.run import main as detection_main
 from tests.helpers import small_random_checkpoint
+
+STREAMS = {"spatial": "local", "temporal": "local", "highlevel": "global"}
+
 
 # --- recipes ------------------------------------------------------------------------------------------
 
 def test_freeze_repeats_the_middle_frame_to_the_end():
     assert freeze_index(5).tolist() == [0, 1, 2, 2, 2]
     assert freeze_index(4).tolist() == [0, 1, 2, 2]
+
+
+def test_skip_index_speeds_up_and_lowers_the_stride_at_the_end():
+    assert skip_index(10, 4, 3, 100) == [10, 13, 16, 19]
+    # from frame 90 a stride of 5 would end at 105 > 99: 4 ends at 102, 3 at 99
+    assert skip_index(90, 4, 5, 99) == [90, 93, 96, 99]
+    assert skip_index(96, 4, 5, 99) == [96, 97, 98, 99]     # stride 1 at the very end: the clip itself
 
 
 def test_shuffled_grid_permutes_whole_cells_the_same_way_everywhere():
@@ -73,7 +79,7 @@ def calibration_case():
     spatial = [np.array([1.0, 2.0, 1.0, 9.0, 8.0, 3.0]), np.array([2.0, 7.0, 9.0, 1.0, 2.0, 1.0])]
     flat = [np.array([5.0, 4.0, 5.0, 4.0, 5.0, 4.0])] * 2
     per_bank = {"spatial": spatial, "temporal": flat, "highlevel": flat}
-    return make_video_scores(per_bank, labels, ["a", "b"]), labels
+    return make_video_scores(per_bank, labels, STREAMS, ["a", "b"]), labels
 
 
 def test_normalisation_is_min_and_99th_percentile_of_normal_frames():
@@ -103,7 +109,7 @@ def test_weights_threshold_and_streams():
 def test_label_free_column_uses_the_calibration_only():
     scores, labels = calibration_case()
     calibration = calibrate(scores, labels, 0.25)
-    results = evaluate(scores, FusionWeights.chosen(0.5, 0.5, 0), calibration)
+    results = evaluate(scores, VIDEOPATCHCORE, FusionWeights.chosen(0.5, 0.5, 0), calibration)
     free = results["label_free"]
     assert free["streams"]["total"]["micro"] == 1.0 and free["calibration"] == calibration
     # normal spatial frames 1 1 1 1 2 2 2 3: the 75 % quantile is 2, and only the 3 lies above it
@@ -177,6 +183,6 @@ def test_sequences_without_normal_frames_are_refused_in_one_line():
     from extra.errors import VPCError
 
     labels = [np.ones(4, np.int64)]
-    scores = make_video_scores({b: [np.arange(4.0)] for b in ("spatial", "temporal", "highlevel")}, labels)
+    scores = make_video_scores({b: [np.arange(4.0)] for b in STREAMS}, labels, STREAMS)
     with pytest.raises(VPCError, match="needs training videos of at least two clips"):
         calibrate(scores, labels)

@@ -5,13 +5,7 @@ from sklearn.random_projection import SparseRandomProjection
 
 import Memorization.banks.coreset
 from extra.errors import VPCError
-from Memorization.banks.coreset import (
-    Coreset,
-    build_memory_bank,
-    coreset_size,
-    greedy_coreset_indices,
-    subsample,
-)
+from Memorization.banks.coreset import Coreset, build_memory_bank, coreset_size, greedy_coreset_indices, subsample
 
 LINE_X = [0.0, 10.0, 4.0, 7.0, 1.0, 2.0]
 

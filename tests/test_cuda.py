@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from Memorization.banks.coreset import greedy_coreset_indices
-from Memorization.encoders.clip_resnet import load_backbone
+from Memorization.encoders.registry import load_backbone
 from Memorization.knn.exact import nearest_distances
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -6,27 +6,19 @@ from scipy.ndimage import gaussian_filter1d
 
 from extra.errors import VPCError
 from extra.evaluation.fusion import (
-    WEIGHTS,
-    FusionWeights,
-    complement,
-    fused_per_video,
-    global_stream,
-    minmax,
-    smooth,
-    zscore,
+    WEIGHTS, FusionWeights, complement, fused_per_video, global_stream, minmax, smooth, zscore,
 )
 from extra.evaluation.harness import evaluate, evaluate_streams
 from extra.evaluation.metrics import macro_auroc, micro_auroc
 from extra.evaluation.protocol import (
-    BankBest,
-    LocalBest,
-    TotalBest,
-    published_protocol,
-    search_local,
-    search_total,
+    VIDEOPATCHCORE, BankBest, LocalBest, TotalBest, published_protocol, search_local, search_total,
 )
 from extra.evaluation.results import format_results, load_results, save_results
 from extra.evaluation.scores import make_video_scores
+from Memorization.banks.specs import PUBLISHED, stream_titles
+
+
+STREAMS = {"spatial": "local", "temporal": "local", "highlevel": "global"}
 
 
 def published(spatial, temporal, highlevel):
@@ -36,7 +28,7 @@ def published(spatial, temporal, highlevel):
 def scores_of(spatial, temporal=None, highlevel=None, labels=None):
     """VideoScores from per-video lists; missing streams are constant (uninformative)."""
     const = [np.ones(len(s)) for s in spatial]
-    return make_video_scores(published(spatial, temporal or const, highlevel or const), labels)
+    return make_video_scores(published(spatial, temporal or const, highlevel or const), labels, STREAMS)
 
 
 def test_zscore_and_minmax_hand_values():
@@ -78,9 +70,9 @@ def test_labels_are_cut_to_the_scores_from_the_start():
 
 def test_bad_inputs_raise_vpc_errors():
     with pytest.raises(VPCError, match="same length"):
-        make_video_scores(published([np.zeros(3)], [np.zeros(2)], [np.zeros(3)]), [[0, 1, 0]])
+        make_video_scores(published([np.zeros(3)], [np.zeros(2)], [np.zeros(3)]), [[0, 1, 0]], STREAMS)
     with pytest.raises(VPCError, match="one label vector per video"):
-        make_video_scores(published([np.zeros(3)], [np.zeros(3)], [np.zeros(3)]), [], names=["01"])
+        make_video_scores(published([np.zeros(3)], [np.zeros(3)], [np.zeros(3)]), [], STREAMS, names=["01"])
     with pytest.raises(VPCError, match="0 \\(normal\\) or 1"):
         scores_of([np.zeros(3)], labels=[[0, 2, 1]])
     with pytest.raises(VPCError, match="NaN"):
@@ -163,7 +155,7 @@ def test_total_search_zscores_the_local_stream_before_fusing():
     labels = [[0, 0, 1, 1], [0, 1, 1, 0]]
     spatial = [np.array([0, 30, 10, 20.0]), np.array([0, 0, 30, 0.0])]
     highlevel = [np.array([0, 0, 1, 1.0]), np.array([1, 0, 1, 0.0])]   # per-video z: +-1
-    scores = make_video_scores(published(spatial, [np.zeros(4)] * 2, highlevel), labels)
+    scores = make_video_scores(published(spatial, [np.zeros(4)] * 2, highlevel), labels, STREAMS)
     # z(local) = -0.887, 1.478, -0.099, 0.690 | -0.887, -0.887, 1.478, -0.887; halves summed:
     # negatives -1.887, 0.478, 0.113, -1.887; positives 0.901, 1.690 (4 wins each),
     # -1.887 (two ties), 2.478 (4 wins) -> 13/16. Without the z-score it would be 11/16.
@@ -201,7 +193,7 @@ def macro_case():
 
 def test_fixed_weights_micro_and_macro():
     scores = macro_case()
-    streams = evaluate_streams(scores, FusionWeights(1.0, 0.0, 1.0, 0.0, 0))
+    streams = evaluate_streams(scores, VIDEOPATCHCORE, FusionWeights(1.0, 0.0, 1.0, 0.0, 0))
     # spatial over all 8 frames: positives 0.35, 0.8, 0.9 beat 2, 5, 5 of 5 negatives -> 12/15
     assert streams["spatial"]["micro"] == pytest.approx(0.8)
     assert streams["spatial"]["macro"] == pytest.approx(0.875)
@@ -226,7 +218,7 @@ def test_fused_per_video_splits_the_total_score():
 def test_save_load_round_trip_and_report(tmp_path):
     scores = macro_case()
     weights = FusionWeights(0.5, 0.5, 0.5, 0.5, 2)
-    results = evaluate(scores, weights)
+    results = evaluate(scores, VIDEOPATCHCORE, weights)
     metadata = {"dataset": "avenue", "random_weights": True}
     fused = fused_per_video(scores, weights)
     npz, js = tmp_path / "out" / "scores.npz", tmp_path / "out" / "results.json"
@@ -245,14 +237,20 @@ def test_save_load_round_trip_and_report(tmp_path):
     assert saved.metadata == metadata
     assert saved.results == json.loads(json.dumps(results))
     # re-evaluating the loaded scores gives the same numbers
-    assert evaluate(saved.scores, weights) == results
+    assert evaluate(saved.scores, VIDEOPATCHCORE, weights) == results
 
-    report = format_results(saved.results, saved.metadata)
+    report = format_results(saved.results, saved.metadata, stream_titles(PUBLISHED))
     assert report.startswith("> **WARNING: made with random")
     assert "| total (local+global) |" in report
     assert f"{100 * results['fixed']['streams']['spatial']['micro']:.2f}" in report
     assert "skips 1 single-class video(s) of 3" in report
     assert "WARNING" not in format_results(results, {"dataset": "avenue"})
+    regions = {"rbdc": 0.5, "tbdc": 0.75, "tracks": 2, "regions": 9, "detections": 30, "frames": 40,
+               "object_score": "a1 S + a2 T, raw, fixed weights"}
+    assert "frames); area convention not recorded." in format_results({**results, "regions": regions})
+    report = format_results({**results, "regions": {**regions, "convention": "georgescu"}})
+    assert ("RBDC 50.00%, TBDC 75.00% (2 tracks, 9 regions, 30 detections over 40 frames); area convention "
+            "georgescu: one threshold per detection, flat to 1 false positive per frame") in report
 
 
 def test_load_results_missing_file(tmp_path):
@@ -272,24 +270,27 @@ def test_both_macro_conventions_by_hand():
     # with both classes only: video 1 AUROC 1, video 3 AUROC 0 (its anomaly scores lowest), video 2 skipped
     macro = macro_auroc(scores, labels)
     assert (macro.auroc, macro.n_videos, macro.n_skipped) == (0.5, 2, 1)
-    # padded with (0, normal) and (1, anomalous): video 1 stays 1; video 2 becomes 1 (the pad beats all);
-    # video 3: positives 0.1 and the pad 1.0 against 0.9, 1.0 and the pad 0: 0.1 beats only 0, the pad
-    # beats 0.9 and 0 and ties 1.0: (1 + 2.5) / 6
-    assert padded_macro_auroc(scores, labels, high=1.0) == pytest.approx((1 + 1 + 3.5 / 6) / 3)
+    # padded as AI-VAD, with (0, normal) and (sys.float_info.max, anomalous): video 1 stays 1; video 2
+    # becomes 1 (the pad beats all); video 3, whose top frame (1.0) is normal: positives 0.1 and the pad
+    # against 0.9, 1.0 and the pad 0: 0.1 beats only 0, the pad beats all three: (1 + 3) / 6 = 2/3.
+    # A pad at the stream's maximum, 1.0, would tie the normal 1.0: (1 + 2.5) / 6, and 0.8611 overall.
+    assert padded_macro_auroc(scores, labels) == pytest.approx((1 + 1 + 4 / 6) / 3, abs=1e-12)
+    assert padded_macro_auroc(scores[2:], labels[2:]) == pytest.approx(2 / 3, abs=1e-12)
 
 
 def test_labels_aligned_with_the_scored_frames_beside_the_published_cut():
     # IITB: the first frame has no clip, so 4 scored frames stand for frames 1..4 of 5
     scores = make_video_scores(published([np.array([0.1, 0.2, 0.9, 0.8])], [np.zeros(4)], [np.zeros(4)]),
-                               [np.array([1, 0, 0, 1, 1])], first_frames=[1])
+                               [np.array([1, 0, 0, 1, 1])], STREAMS, first_frames=[1])
     assert scores.labels[0].tolist() == [1, 0, 0, 1]              # published: cut from the start
     assert scores.aligned_labels[0].tolist() == [0, 0, 1, 1]      # the frames actually scored
-    results = evaluate(scores, FusionWeights(1.0, 0.0, 1.0, 0.0, 0))
+    results = evaluate(scores, VIDEOPATCHCORE, FusionWeights(1.0, 0.0, 1.0, 0.0, 0))
     assert results["labels"] == {"protocol": "cut from the start of each video, as the published code does",
                                  "fixed": "the frames actually scored"}
     assert results["fixed"]["streams"]["spatial"]["micro"] == 1.0          # aligned: 0.9, 0.8 are the anomalies
     # cut: 0.1 and 0.8 are the anomalies, against 0.2 and 0.9: only 0.8 > 0.2 of 4 pairs
     assert results["protocol"]["streams"]["spatial"]["micro"] == 0.25
     assert "labels the frames actually scored" in format_results(results)
-    same = make_video_scores(published([np.zeros(4)], [np.zeros(4)], [np.zeros(4)]), [np.array([0, 1, 0, 1, 1])])
+    same = make_video_scores(published([np.zeros(4)], [np.zeros(4)], [np.zeros(4)]), [np.array([0, 1, 0, 1, 1])],
+                             STREAMS)
     assert same.aligned is None and same.aligned_labels is same.labels

@@ -13,19 +13,10 @@ from extra.errors import VPCError
 from extra.provenance import read_h5_record, write_h5_record
 from extra.workdir import WorkDir
 from Memorization.encoders.clip_resnet import ResNetTaps
+from Memorization.encoders.contract import TapLayout
 from Memorization.features import (
-    channel_matrix,
-    compress_channels,
-    compressed_maps,
-    extract_split_features,
-    extract_video_features,
-    frame_major,
-    frames_to_input,
-    gap_plus_gmp,
-    global_features,
-    local_features,
-    pool_map,
-    tapped_maps,
+    channel_matrix, compress_channels, compressed_maps, extract_split_features, extract_video_features,
+    frame_major, frames_to_input, gap_plus_gmp, global_features, local_features, pool_map, tapped_maps,
 )
 from tests.helpers import make_run
 
@@ -35,6 +26,7 @@ class FakeTaps(nn.Module):
 
     name = "fake"
     random_weights = True
+    layout = TapLayout(224, ((512, 28), (1024, 14)), 28, 14)
 
     def __init__(self):
         super().__init__()
@@ -81,7 +73,7 @@ def test_compressing_before_pooling_equals_pooling_before_compressing(compressio
             return layer2, layer3
 
     published = compress_channels(tapped_maps(Taps(), None, 28), 32, compression, seed=1)
-    ours = compressed_maps(layer2, layer3, channel_matrix(192, 32, compression, seed=1), 28)
+    ours = compressed_maps((layer2, layer3), channel_matrix(192, 32, compression, seed=1), 28)
     assert ours.shape == published.shape == (3, 32, 28, 28)
     if compression == "split":      # sums in another order
         torch.testing.assert_close(ours, published, rtol=1e-6, atol=1e-6)

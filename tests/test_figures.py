@@ -19,20 +19,13 @@ import torch
 
 from extra.datasets import list_videos
 from extra.errors import VPCError
+from extra.evaluation import curves
 from extra.evaluation.fusion import FusionWeights, fused_per_video
 from extra.evaluation.scores import VideoScores
 from extra.make_demo import avenue_mat_bytes, make_demo
 from extra.store import empty_clip, open_clip_file, save_tensor, write_clip_file
 from extra.workdir import WorkDir
-from Memorization.banks.specs import (
-    HIGHLEVEL,
-    PUBLISHED,
-    SPATIAL,
-    STREAMS,
-    TEMPORAL,
-    bank_path,
-    bank_record,
-)
+from Memorization.banks.specs import HIGHLEVEL, PUBLISHED, SPATIAL, STREAMS, TEMPORAL, bank_path, bank_record
 from Memorization.cli import build_parser, resolve_run
 from Memorization.features import feature_record
 from Memorization.paper import plots
@@ -110,9 +103,9 @@ def assert_png(path, width, height):
 # --- pure helpers ---------------------------------------------------------------------------------
 
 def test_shaded_spans_cover_the_anomalous_frames():
-    assert plots.shaded_spans(np.array([0, 1, 1, 0, 0, 1])) == [(0.5, 2.5), (4.5, 5.5)]
-    assert plots.shaded_spans(np.array([1, 0])) == [(-0.5, 0.5)]
-    assert plots.shaded_spans(np.zeros(4)) == []
+    assert curves.shaded_spans(np.array([0, 1, 1, 0, 0, 1])) == [(0.5, 2.5), (4.5, 5.5)]
+    assert curves.shaded_spans(np.array([1, 0])) == [(-0.5, 0.5)]
+    assert curves.shaded_spans(np.zeros(4)) == []
 
 
 def test_clip_values_average_each_clip():
@@ -160,14 +153,14 @@ def test_random_weights_note_in_the_title():
     labels = np.array([0, 0, 1, 1, 0, 0, 0, 0])
     streams = {spec.name: np.linspace(0, 1, 8) for spec in PUBLISHED}
     streams["total"] = np.array([0.1, 0.2, 0.9, 0.8, 0.3, 0.1, 0.0, 0.1])
-    marked = plots.plot_video_scores("01", streams, labels, "avenue", {"random_weights": True})
-    assert plots.RANDOM_NOTE in marked._suptitle.get_text()
-    plain = plots.plot_video_scores("01", streams, labels, "avenue", {"random_weights": False})
-    assert plots.RANDOM_NOTE not in plain._suptitle.get_text()
+    marked = curves.plot_video_scores("01", streams, labels, "avenue", {"random_weights": True})
+    assert curves.RANDOM_NOTE in marked._suptitle.get_text()
+    plain = curves.plot_video_scores("01", streams, labels, "avenue", {"random_weights": False})
+    assert curves.RANDOM_NOTE not in plain._suptitle.get_text()
     assert "AUROC of the total score 100.0%" in plain._suptitle.get_text()
     # a rising line: each anomalous frame beats 2 of the 6 normal ones
     streams["total"] = np.linspace(0, 1, 8)
-    rising = plots.plot_video_scores("01", streams, labels, "avenue", {})
+    rising = curves.plot_video_scores("01", streams, labels, "avenue", {})
     assert rising._suptitle.get_text() == "avenue, test video 01: AUROC of the total score 33.3%"
 
 
@@ -178,15 +171,15 @@ def test_a_fourth_bank_gets_its_own_score_line():
     scores = VideoScores(["01"], {bank: [rng.random(8)] for bank in streams}, streams, [labels])
     fused = fused_per_video(scores, FusionWeights.chosen(0.5, 0.5, 0))
     flow = replace(SPATIAL, name="flow", title="optical flow", colour="tab:purple")
-    lines = plots.score_lines(scores, fused, 0)
-    drawn = plots.plot_video_scores("01", lines, labels, "avenue", {}, specs=(*PUBLISHED, flow)).axes[0].get_lines()
+    lines = curves.score_lines(scores, fused, 0)
+    drawn = curves.plot_video_scores("01", lines, labels, "avenue", {}, styles=plots.bank_styles((*PUBLISHED, flow))).axes[0].get_lines()
     assert [line.get_label() for line in drawn] == ["spatial", "temporal", "global (high-level)", "optical flow",
                                                     "total (local+global)"]
     assert [line.get_color() for line in drawn] == ["tab:blue", "tab:orange", "tab:green", "tab:purple", "black"]
     np.testing.assert_array_equal(drawn[3].get_ydata(), fused["flow"][0])
     # a bank no spec describes still gets its line, named after it, in the fallback colour
-    unnamed = plots.plot_video_scores("01", lines, labels, "avenue", {}).axes[0].get_lines()
-    assert (unnamed[3].get_label(), unnamed[3].get_color()) == ("flow", plots.FALLBACK_COLOUR)
+    unnamed = curves.plot_video_scores("01", lines, labels, "avenue", {}).axes[0].get_lines()
+    assert (unnamed[3].get_label(), unnamed[3].get_color()) == ("flow", curves.FALLBACK_COLOUR)
 
 
 # --- figures from a run ---------------------------------------------------------------------------

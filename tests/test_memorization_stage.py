@@ -16,7 +16,8 @@ import torch
 from extra.make_demo import make_demo
 from extra.workdir import WorkDir
 from Memorization.banks.specs import HIGHLEVEL, SPATIAL, TEMPORAL, training_patches
-from Memorization.encoders.clip_resnet import build_random, save_checkpoint
+from Memorization.encoders.clip_resnet import build_random
+from Memorization.encoders.contract import save_checkpoint
 from Memorization.options import MethodConfig
 from Memorization.run import main
 from tests.helpers import write_fixed_box_objects

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from extra.errors import VPCError
+from extra.evaluation import curves
 from extra.evaluation.fusion import FusionWeights, fused_per_video
 from extra.evaluation.harness import evaluate
+from extra.evaluation.protocol import VIDEOPATCHCORE
 from extra.evaluation.results import format_results
 from extra.evaluation.scores import make_video_scores
 from extra.make_demo import make_demo
@@ -67,16 +69,16 @@ def test_a_fourth_bank_through_its_spec_alone():
     energy = per_bank["energy"][0].reshape(4, D)[:, 0]
     assert energy[0] == 0 and (energy[1:3] > 0).all()
     labels = [np.repeat([0, 1, 1, 0], D), np.repeat([0, 0, 1, 0], D)]
-    scores = make_video_scores(per_bank, labels, ["01", "02"], {spec.name: spec.stream for spec in model.specs})
-    results = evaluate(scores, FusionWeights.chosen(0.5, 0.5, 0))
+    scores = make_video_scores(per_bank, labels, model.streams, ["01", "02"])
+    results = evaluate(scores, VIDEOPATCHCORE, FusionWeights.chosen(0.5, 0.5, 0))
     assert 0 <= results["protocol"]["energy_only"]["auroc"] <= 1
     assert set(results["fixed"]["streams"]) == {"spatial", "temporal", "local", "highlevel", "energy", "total"}
     report = format_results(results)
     assert "| energy alone |" in report
     assert "| energy |" in report
     # its line in the figure, in its spec's colour
-    lines = plots.score_lines(scores, fused_per_video(scores, FusionWeights.chosen(0.5, 0.5, 0)), 0)
-    drawn = plots.plot_video_scores("01", lines, labels[0], "avenue", {}, specs=model.specs).axes[0].get_lines()
+    lines = curves.score_lines(scores, fused_per_video(scores, FusionWeights.chosen(0.5, 0.5, 0)), 0)
+    drawn = curves.plot_video_scores("01", lines, labels[0], "avenue", {}, styles=plots.bank_styles(model.specs)).axes[0].get_lines()
     assert ("motion energy", "tab:purple") in [(line.get_label(), line.get_color()) for line in drawn]
 
 

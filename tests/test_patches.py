@@ -6,11 +6,7 @@ import torch
 
 from extra.errors import VPCError
 from Memorization.banks.patches import (
-    highlevel_patches,
-    spatial_patches,
-    temporal_differences,
-    temporal_patches,
-    temporal_pooling,
+    highlevel_patches, spatial_patches, temporal_differences, temporal_patches, temporal_pooling,
 )
 
 

@@ -6,12 +6,7 @@ import pytest
 
 from extra.errors import VPCError
 from extra.evaluation.regions import (
-    area_under,
-    box_iou,
-    load_mask_tracks,
-    load_region_tracks,
-    rbdc_tbdc,
-    region_curves,
+    area_under, box_iou, load_mask_tracks, load_region_tracks, rbdc_tbdc, region_curves, ssvad_area, ssvad_curves,
     tracks_from_masks,
 )
 
@@ -60,16 +55,75 @@ def test_two_tracks_curves_and_areas_by_hand():
     np.testing.assert_allclose(c.fpr, [0, 0, 0.1, 0.2, 0.2, 0.3], rtol=1e-12, atol=0)
     np.testing.assert_allclose(c.rbdr, [0, 1 / 3, 1 / 3, 2 / 3, 1, 1], rtol=1e-12, atol=0)
     np.testing.assert_allclose(c.tbdr, [0, 0.5, 0.5, 1, 1, 1], rtol=1e-12, atol=0)
-    rbdc, tbdc = rbdc_tbdc(detections, tracks, n_frames=10)
-    # The polyline through the sweep's points, then flat to FPR 1:
-    # RBDR: (0, 0) (0, 1/3) (0.1, 1/3) (0.2, 2/3) (0.2, 1) (0.3, 1) (1, 1)   [(0.2, 1): a vertical step]
-    #   0.1 * 1/3 + 0.1 * (1/3 + 2/3) / 2 + 0.1 * 1 + 0.7 * 1 = (1 + 1.5 + 3 + 21) / 30 = 0.88333...
-    # TBDR: (0, 0) (0, 1/2) (0.1, 1/2) (0.2, 1) (0.2, 1) (0.3, 1) (1, 1)
-    #   0.1 * 0.5 + 0.1 * 0.75 + 0.1 + 0.7 = 0.925
-    assert rbdc == pytest.approx(26.5 / 30, abs=1e-12)
-    assert tbdc == pytest.approx(0.925, abs=1e-12)
-    # Only FPR up to 0.2: RBDR 1/30 + 1.5/30, TBDR 0.05 + 0.075 = 0.125 (not divided by 0.2).
-    assert rbdc_tbdc(detections, tracks, n_frames=10, max_fpr=0.2) == pytest.approx((2.5 / 30, 0.125), abs=1e-12)
+    # Georgescu (the default): one point per detection, the 0.7 tie in input order (the FP on frame 1
+    # first, then B0), then flat to FPR 1:
+    # RBDR: (0, 0) (0, 1/3) (0.1, 1/3) (0.2, 1/3) (0.2, 2/3) (0.2, 1) (0.3, 1) (1, 1)
+    #   0.1 * 1/3 + 0.1 * 1/3 + 0.1 * 1 + 0.7 * 1 = (1 + 1 + 3 + 21) / 30 = 0.8666...
+    # TBDR: (0, 0) (0, 1/2) (0.1, 1/2) (0.2, 1/2) (0.2, 1) (0.2, 1) (0.3, 1) (1, 1): 0.05 + 0.05 + 0.8 = 0.9
+    assert rbdc_tbdc(detections, tracks, n_frames=10) == pytest.approx((26 / 30, 0.9), abs=1e-12)
+    # py-ssvad-metrics: the grid separates every distinct score here, so its points are those of the
+    # table (repeated), the tie a diagonal, and nothing after FPR 0.3:
+    # RBDR: 0.1 * 1/3 + 0.1 * (1/3 + 2/3) / 2 + 0 + 0.1 * 1 = (1 + 1.5 + 3) / 30; TBDR 0.05 + 0.075 + 0.1
+    assert rbdc_tbdc(detections, tracks, n_frames=10, convention="ssvad") == pytest.approx((5.5 / 30, 0.225),
+                                                                                            abs=1e-12)
+    # The table's curve only up to FPR 0.2: RBDR 1/30 + 1.5/30, TBDR 0.05 + 0.075 (not divided by 0.2).
+    assert (area_under(c.fpr, c.rbdr, 0.2), area_under(c.fpr, c.tbdr, 0.2)) == pytest.approx((2.5 / 30, 0.125),
+                                                                                          abs=1e-12)
+
+
+def test_the_two_conventions_by_hand():
+    # One track, regions on frames 0 and 1 (a detection of either detects it); 4 test frames, so each
+    # false positive adds 0.25 to FPR.
+    tracks = [square_track([0, 1])]
+    tp0, fp2, fp3, tp1 = ([f, 0, 0, 10, 10, s] for f, s in ((0, 0.905), (2, 0.903), (3, 0.505), (1, 0.505)))
+    detections = [tp0, fp2, fp3, tp1]
+    # Georgescu, the default: (0, 0); one point per detection, the 0.505 tie in input order (FP, then TP);
+    # flat from the last point to FPR 1.
+    # RBDR: (0, 0) (0, 1/2) (0.25, 1/2) (0.5, 1/2) (0.5, 1) (1, 1): 0.25 * 0.5 + 0.25 * 0.5 + 0.5 * 1 = 0.75
+    # TBDR: 1 from the first detection on: 1.0
+    assert rbdc_tbdc(detections, tracks, n_frames=4) == (0.75, 1.0)
+    assert rbdc_tbdc(detections, tracks, n_frames=4, convention="georgescu") == (0.75, 1.0)
+    # The tie the other way round (TP first): (0, 0) (0, 1/2) (0.25, 1/2) (0.25, 1) (0.5, 1) (1, 1):
+    # 0.125 + 0.25 + 0.5 = 0.875; the script's area depends on the order of tied detections.
+    assert rbdc_tbdc([tp0, fp2, tp1, fp3], tracks, n_frames=4) == (0.875, 1.0)
+    # py-ssvad-metrics: thresholds 1.01, 1.00, ..., -0.01. Down to 0.91 nothing; from 0.90 to 0.51 the
+    # two scores of (0.90, 0.91] together: (0.25, 1/2); from 0.50 on all four: (0.5, 1). No extension:
+    # RBDR: (0, 0) (0.25, 1/2) (0.5, 1): 0.25 * 0.25 + 0.25 * 0.75 = 0.25
+    # TBDR: (0, 0) (0.25, 1) (0.5, 1): 0.125 + 0.25 = 0.375 (either order of the tie)
+    assert rbdc_tbdc(detections, tracks, n_frames=4, convention="ssvad") == (0.25, 0.375)
+    assert rbdc_tbdc([tp0, fp2, tp1, fp3], tracks, n_frames=4, convention="ssvad") == (0.25, 0.375)
+    c = ssvad_curves(region_curves(detections, tracks, n_frames=4))
+    assert len(c.fpr) == 103
+    assert (c.fpr[9:12].tolist(), c.rbdr[9:12].tolist()) == ([0.0, 0.0, 0.25], [0.0, 0.0, 0.5])  # 0.92 0.91 0.90
+    assert (c.fpr[-3:].tolist(), c.rbdr[-3:].tolist()) == ([0.5] * 3, [1.0] * 3)
+    # Points past FPR 1 are dropped, no point is added at 1: (0, 0) (0.5, 1) and not (2, 1).
+    assert ssvad_area([0, 0.5, 2], [0, 1, 1]) == 0.25
+
+
+def test_region_results_count_every_test_frame_as_the_denominator(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from Memorization import pipeline
+    from extra.datasets import clip_frame_indices
+
+    # One test video of 7 frames in clips of 3: frames 0-2 and 3-5 scored, frame 6 (the tail) in no clip.
+    (tmp_path / "avenue" / "test_regions").mkdir(parents=True)
+    (tmp_path / "avenue" / "test_regions" / "01.json").write_text(
+        json.dumps({"tracks": [[[f, 0, 0, 10, 10] for f in range(3)]]}))
+    video = SimpleNamespace(name="01", n_raw_frames=7, clips=lambda d: clip_frame_indices(7, d))
+    run = SimpleNamespace(context=SimpleNamespace(data_root=tmp_path),
+                          method=SimpleNamespace(dataset="avenue", consecutive=3),
+                          work=SimpleNamespace(object_batches=lambda split, name: f"{name}.objects"))
+    # Clip 0: an object on the track (score 0.8); clip 1: one elsewhere (score 0.9).
+    boxes = [np.array([[0, 0, 10, 10, 1, 0]]), np.array([[50, 50, 60, 60, 1, 0]])]
+    monkeypatch.setattr(pipeline, "clip_boxes_of", lambda path, clips: [boxes[c] for c in clips])
+    objects = [([1, 1], {"spatial": [0.8, 0.9], "temporal": [0.0, 0.0]})]
+    result = pipeline.region_results(run, [video], objects, SimpleNamespace(a1=1.0, a2=0.0), None)
+    # Three false positives (frames 3-5, score 0.9) come first, then the three regions: over 7 frames
+    # FPR 3/7, then flat at rate 1 to FPR 1: RBDC = TBDC = 1 - 3/7 = 4/7 (over the 6 scored frames: 1/2).
+    assert result["rbdc"] == pytest.approx(4 / 7, abs=1e-12) and result["tbdc"] == pytest.approx(4 / 7, abs=1e-12)
+    assert (result["frames"], result["detections"], result["regions"], result["tracks"]) == (7, 6, 3, 1)
+    assert result["convention"] == "georgescu"
 
 
 def test_detection_overlapping_two_regions_is_one_true_positive_detecting_both():
@@ -128,23 +182,26 @@ def test_no_detections_give_zero():
     assert rbdc_tbdc([], [square_track([0])], n_frames=5) == (0.0, 0.0)
 
 
-def recount(detections, tracks, n_frames):
-    """The definitions applied literally, threshold by threshold: (FPR, RBDR, TBDR) rows."""
+def counts(positives, tracks, n_frames):
+    """(FPR, RBDR, TBDR) when ``positives`` are the positive detections, the definitions applied literally."""
     regions, owner = np.concatenate(tracks), np.repeat(np.arange(len(tracks)), [len(t) for t in tracks])
-    rows = []
-    for t in np.r_[np.inf, np.unique(detections[:, 5])[::-1]]:
-        false_positives, detected = 0, np.zeros(len(regions), dtype=bool)
-        for d in detections[detections[:, 5] >= t]:
-            hits = (regions[:, 0] == d[0]) & (box_iou(d[1:5], regions[:, 1:5])[0] >= 0.1)
-            false_positives += not hits.any()
-            detected |= hits
-        found = [10 * detected[owner == i].sum() >= (owner == i).sum() for i in range(len(tracks))]
-        rows.append((false_positives / n_frames, detected.mean(), np.mean(found)))
-    return np.array(rows)
+    false_positives, detected = 0, np.zeros(len(regions), dtype=bool)
+    for d in positives:
+        hits = (regions[:, 0] == d[0]) & (box_iou(d[1:5], regions[:, 1:5])[0] >= 0.1)
+        false_positives += not hits.any()
+        detected |= hits
+    found = [10 * detected[owner == i].sum() >= (owner == i).sum() for i in range(len(tracks))]
+    return false_positives / n_frames, detected.mean(), np.mean(found)
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_sweep_matches_a_threshold_by_threshold_recount(seed):
+def recount(detections, tracks, n_frames, thresholds=None):
+    """Threshold by threshold (+inf and the distinct scores unless given): (FPR, RBDR, TBDR) rows."""
+    if thresholds is None:
+        thresholds = np.r_[np.inf, np.unique(detections[:, 5])[::-1]]
+    return np.array([counts(detections[detections[:, 5] >= t], tracks, n_frames) for t in thresholds])
+
+
+def random_case(seed):
     rng = np.random.default_rng(seed)
     tracks = []
     for _ in range(rng.integers(1, 5)):
@@ -156,9 +213,36 @@ def test_sweep_matches_a_threshold_by_threshold_recount(seed):
     # Scores in eighths: many ties.
     detections = np.column_stack([rng.integers(0, 30, k), xy, xy + rng.integers(1, 10, (k, 2)),
                                   rng.integers(0, 8, k) / 8]).astype(float)
+    return detections, tracks
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sweep_matches_a_threshold_by_threshold_recount(seed):
+    detections, tracks = random_case(seed)
     c = region_curves(detections, tracks, n_frames=30)
     np.testing.assert_allclose(np.column_stack([c.fpr, c.rbdr, c.tbdr]), recount(detections, tracks, 30),
                                rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_both_conventions_match_their_scripts_steps(seed):
+    detections, tracks = random_case(seed)
+    n = (10, 60)[seed % 2]  # over 10 frames FPR passes 1, over 60 it mostly ends before
+    # Georgescu: a point after each detection from the highest score down, ties in input order (Python's
+    # sort is stable), after (0, 0); the points with FPR <= 1, then (1, last rates) if they end before 1.
+    ordered = np.array(sorted(detections.tolist(), key=lambda d: -d[5])).reshape(-1, 6)
+    p = np.array([counts(ordered[:i], tracks, n) for i in range(len(ordered) + 1)])
+    p = p[p[:, 0] <= 1]
+    if p[-1, 0] < 1:
+        p = np.vstack([p, [1, *p[-1, 1:]]])
+    expected = np.trapezoid(p[:, 1], p[:, 0]), np.trapezoid(p[:, 2], p[:, 0])
+    assert rbdc_tbdc(detections, tracks, n) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    # py-ssvad-metrics: np.linspace(1.01, -0.01, 103), the points with FPR <= 1 in FPR order, nothing added.
+    p = recount(detections, tracks, n, np.linspace(1.01, -0.01, 103))
+    p = p[p[:, 0] <= 1]
+    p = p[np.argsort(p[:, 0], kind="stable")]
+    expected = np.trapezoid(p[:, 1], p[:, 0]), np.trapezoid(p[:, 2], p[:, 0])
+    assert rbdc_tbdc(detections, tracks, n, convention="ssvad") == pytest.approx(expected, rel=1e-12, abs=1e-12)
 
 
 def test_bad_inputs_raise():
@@ -168,6 +252,10 @@ def test_bad_inputs_raise():
         region_curves([], [square_track([0])], n_frames=0)
     with pytest.raises(VPCError, match="finite"):
         region_curves([[0, 0, 0, 1, 1, np.nan]], [square_track([0])], n_frames=1)
+    with pytest.raises(VPCError, match="unknown RBDC/TBDC convention 'auc'"):
+        rbdc_tbdc([], [square_track([0])], n_frames=1, convention="auc")
+    with pytest.raises(VPCError, match=r"scores in \[0, 1\].*got -0.5 to 2"):
+        rbdc_tbdc([[0, 0, 0, 1, 1, 2.0], [0, 0, 0, 1, 1, -0.5]], [square_track([0])], n_frames=1, convention="ssvad")
 
 
 def blob_masks():

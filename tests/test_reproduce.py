@@ -21,13 +21,7 @@ from extra.errors import VPCError
 from extra.make_demo import make_demo
 from extra.workdir import WorkDir
 from Memorization.features import TIMING_ATTRIBUTE
-from Memorization.paper.tables import (
-    APPENDIX,
-    NOT_IN_PAPER,
-    Measured,
-    build_table,
-    format_table,
-)
+from Memorization.paper.tables import APPENDIX, NOT_IN_PAPER, Measured, build_table, format_table
 from Memorization.reproduce import main
 from tests.helpers import small_random_checkpoint, write_fixed_box_objects
 
@@ -125,7 +119,7 @@ def forbid_recomputing(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr("Memorization.encoders.clip_resnet.load_backbone", forbidden)
+    monkeypatch.setattr("Memorization.encoders.registry.load_backbone", forbidden)
     monkeypatch.setattr("Memorization.model.build_memory_bank", forbidden)
     monkeypatch.setattr("Memorization.banks.scores.score_clips", forbidden)
     monkeypatch.setattr("Memorization.model.score_clips", forbidden)

@@ -1,4 +1,7 @@
-"""TODO docstring"""
+"""Per-bank scoring (SPEC section 6): an item's score is its farthest patch row's nearest-neighbour
+distance to the bank (Memorization.knn) to the power n; a clip's score is the max over its items (0
+without any); every clip score covers its d frames.
+"""
 import numpy as np
 import torch
 

@@ -8,21 +8,19 @@ item-major. Everything else is common to every bank: a training video's patches 
 greedy coreset; an item's score is its farthest row's nearest-neighbour distance to the bank to
 the power n; a clip's score is the max over its items (0 without any); every clip score covers
 its d frames. The evaluation, the results files, the figures and the table runner iterate over
-the specs, so a new bank is one more ``BankSpec``.
+the specs, so a new bank is one more ``BankSpec``, registered (``register_bank``): a run selects
+registered banks by name (``MethodConfig.banks``, ``--banks``), each with its ``--<name>_f_coreset``,
+and a model file names its banks. The published three are registered here.
+
+The command lines read the registry before --help, so this module imports no torch: what needs it
+imports it when called.
 """
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
-from extra.store import FileKind, is_empty_clip
-from Memorization.banks.patches import (
-    highlevel_patches,
-    spatial_patches,
-    temporal_patches,
-    temporal_pooling,
-)
-from Memorization.options import compression_record, temporal_tags
+from extra.errors import VPCError
+from extra.evaluation.fusion import FUSED_TITLES
+from Memorization.options import PUBLISHED_BANKS, compression_record, temporal_tags
 
 FEATURES_REMEDY = ("run Memorization/run.py with the same flags (and --save_feature=True) to extract them; "
                    "it needs the object batches of ObjectDetection/run.py")
@@ -39,6 +37,8 @@ class Stream:
 
     @property
     def kind(self):
+        from extra.store import FileKind
+
         return FileKind(f"{self.name} features", FEATURES_REMEDY)
 
     def path(self, work, method, split, video_name):
@@ -72,9 +72,15 @@ class BankSpec:
         return self.tags(method) + order
 
 
+def _patches():
+    from Memorization.banks import patches   # torch: once patches are cut, not when the registry is read
+
+    return patches
+
+
 SPATIAL = BankSpec(
     "spatial", "local",
-    patches=lambda lf, m, stage: spatial_patches(lf, m.pool_for_sm),
+    patches=lambda lf, m, stage: _patches().spatial_patches(lf, m.pool_for_sm),
     rows_per_item=lambda m, side: (side // m.pool_for_sm) ** 2,
     record=lambda m: {"pool_for_sm": m.pool_for_sm},
     title="spatial", colour="tab:blue")
@@ -82,8 +88,8 @@ SPATIAL = BankSpec(
 
 TEMPORAL = BankSpec(
     "temporal", "local",
-    patches=lambda lf, m, stage: temporal_patches(lf, temporal_pooling(stage, m.temporal_pooling),
-                                                  m.absolute_difference),
+    patches=lambda lf, m, stage: _patches().temporal_patches(
+        lf, _patches().temporal_pooling(stage, m.temporal_pooling), m.absolute_difference),
     rows_per_item=lambda m, side: m.consecutive - 1,
     record=lambda m: {"temporal_pooling": m.temporal_pooling, "absolute_difference": m.absolute_difference},
     tags=temporal_tags, title="temporal", colour="tab:orange")
@@ -91,12 +97,39 @@ TEMPORAL = BankSpec(
 
 HIGHLEVEL = BankSpec(
     "highlevel", "global",
-    patches=lambda gf, m, stage: highlevel_patches(gf),
+    patches=lambda gf, m, stage: _patches().highlevel_patches(gf),
     rows_per_item=lambda m, side: m.consecutive,
     title="global (high-level)", colour="tab:green")
 
 
-PUBLISHED = (SPATIAL, TEMPORAL, HIGHLEVEL)
+BANKS = {}      # name -> BankSpec: the banks a run can select, in the order a run's banks take
+
+
+def register_bank(spec):
+    """Make ``spec`` selectable by name (--banks, MethodConfig.banks, model files); returns it."""
+    if BANKS.get(spec.name, spec) is not spec:
+        raise VPCError(f"a memory bank named {spec.name!r} is already registered")
+    BANKS[spec.name] = spec
+    return spec
+
+
+def specs_of(names):
+    """The registered specs of bank ``names``, in their order."""
+    unknown = [name for name in names if name not in BANKS]
+    if unknown:
+        raise VPCError(f"no memory bank named {unknown[0]!r} is registered (registered: {', '.join(BANKS)}); "
+                       f"define its BankSpec and register it (Memorization.banks.specs.register_bank)")
+    return tuple(BANKS[name] for name in names)
+
+
+for _spec in (SPATIAL, TEMPORAL, HIGHLEVEL):
+    register_bank(_spec)
+PUBLISHED = specs_of(PUBLISHED_BANKS)      # the paper's banks: the default of every run
+
+
+def stream_titles(specs):
+    """How reports and figures name the banks' streams and the fused ones."""
+    return {**{spec.name: spec.title for spec in specs}, **FUSED_TITLES}
 
 
 def streams_of(specs):
@@ -105,6 +138,8 @@ def streams_of(specs):
 
 
 def bank_kind(spec):
+    from extra.store import FileKind
+
     return FileKind(f"{spec.name} memory bank", "run Memorization/run.py with the same flags (and "
                                                 "--save_memory=True) to build it")
 
@@ -125,6 +160,10 @@ def bank_path(work, spec, method):
 
 def stack_items(clips):
     """The items of some clips in one tensor (None when there are none), and the item count per clip."""
+    import torch
+
+    from extra.store import is_empty_clip
+
     clips = [torch.as_tensor(clip) for clip in clips]
     present = [clip for clip in clips if not is_empty_clip(clip)]
     counts = [0 if is_empty_clip(clip) else clip.shape[0] for clip in clips]
@@ -133,5 +172,7 @@ def stack_items(clips):
 
 def training_patches(spec, clips, method):
     """The memorising-stage patches of one video's clips for ``spec`` ((0, 0) when it has no item)."""
+    import torch
+
     items, _ = stack_items(clips)
     return torch.zeros(0, 0) if items is None else spec.patches(items, method, "train")

@@ -1,4 +1,15 @@
-"""TODO docstring"""
+"""Label-free calibration, the data: training videos held out and scored by memory banks built
+without them, with pseudo-anomalies (Memorization.calibration.recipes) spliced in; then the weights,
+normalisation and thresholds (Memorization.calibration.weights).
+
+Each held-out training video is scored by memory banks built without it: with the published order
+(a coreset per video, then concatenation) that is the concatenation of the other videos' coresets.
+With a single training video, its two halves hold each other out (the documented fallback: a
+calibration from one video is weak, and the run says so). At most ``MAX_HELD_OUT`` videos, spread
+evenly over the split, are held out. In each held-out video one stretch of clips (a quarter of
+them, at a seeded place) is replaced by a pseudo-anomalous version, once per recipe, giving one
+labelled sequence per recipe.
+"""
 import numpy as np
 import torch
 
@@ -11,13 +22,7 @@ from extra.workdir import OBJECT_BATCHES
 from Memorization.banks.coreset import subsample
 from Memorization.banks.scores import score_clips
 from Memorization.banks.specs import training_patches
-from Memorization.calibration.recipes import (
-    ENCODER_RECIPES,
-    RECIPES,
-    SEGMENT_FRACTION,
-    Recipes,
-    donor_crops,
-)
+from Memorization.calibration.recipes import ENCODER_RECIPES, RECIPES, SEGMENT_FRACTION, Recipes, donor_crops
 from Memorization.calibration.weights import calibrate
 from Memorization.model import VideoFeatures
 
@@ -144,7 +149,7 @@ def label_free_calibration(model, run, videos, backbone, read_features, memo=Non
                        "--label_free=False to go without it")
     device = backbone.device if backbone is not None else default_device()
     per_bank, labels, names, recipes = calibration_sequences(model, pieces, others, backbone, device, memo)
-    scores = make_video_scores(per_bank, labels, names, {spec.name: spec.stream for spec in model.specs})
+    scores = make_video_scores(per_bank, labels, model.streams, names)
     details = {"recipes": list(recipes), "held_out": [p.name for p in pieces], "sequences": len(names),
                "seed": model.method.seed, "fallback": "halves of the only training video" if len(videos) == 1 else None}
     return calibrate(scores, labels, run.false_alarm_rate, details)

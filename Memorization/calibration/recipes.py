@@ -1,15 +1,8 @@
-"""Calibration data from training videos only (Memorization.calibration turns it into weights, a
-normalisation and a threshold).
-
-**Held-out scores.** Each held-out training video is scored by memory banks built without it: with
-the published order (a coreset per video, then concatenation) that is the concatenation of the
-other videos' coresets. With a single training video, its two halves hold each other out (the
-documented fallback: a calibration from one video is weak, and the run says so). At most
-``MAX_HELD_OUT`` videos, spread evenly over the split, are held out.
-
-**Pseudo-anomalies.** In each held-out video one stretch of clips (a quarter of them, at a seeded
-place) is replaced by a pseudo-anomalous version, once per recipe, giving one labelled sequence per
-recipe (the idea of the pseudo-anomaly synthesizer of the dual-memory paper in ../shared/seeds):
+"""Pseudo-anomaly recipes: how a stretch of normal clips is made anomalous, seeded (the idea of the
+pseudo-anomaly synthesizer of the dual-memory paper in ../shared/seeds). The frame-level
+transforms (``freeze_index``, ``skip_index``, ``shuffled_grid``, ``pasted``, ``swapped``) are pure
+functions on frames or crops that any method can use, a training-based one included; ``Recipes``
+applies them to VideoPatchCore's features.
 
 - temporal: ``reverse`` (the clip played backwards), ``freeze`` (the middle frame repeated to the
   end), ``skip`` (frames taken with a stride of 2 to 5: a sudden speed-up);
@@ -19,7 +12,7 @@ recipe (the idea of the pseudo-anomaly synthesizer of the dual-memory paper in .
 
 Reversing and freezing act on the features directly (the features of a frame do not depend on the
 other frames, so this equals extracting them from the reordered frames); the others run the
-encoder on the altered crops or frames. Everything is seeded: the same data on every run.
+encoder on the altered crops or frames.
 """
 import cv2
 import numpy as np
@@ -45,6 +38,14 @@ GRID = 4
 def freeze_index(d):
     """Frame order of a clip frozen on its middle frame: 0 .. d//2 - 1, then d//2 repeated."""
     return torch.tensor([min(t, d // 2) for t in range(d)])
+
+
+def skip_index(start, length, stride, last):
+    """Frame indices of a sped-up clip: ``length`` frames from ``start``, every ``stride``-th, the stride
+    lowered until the clip ends by frame ``last`` (the skip-frame pseudo-anomaly)."""
+    while stride > 1 and start + stride * (length - 1) > last:
+        stride -= 1
+    return [start + stride * k for k in range(length)]
 
 
 def shuffled_grid(crops, rng):
@@ -115,10 +116,7 @@ class Recipes:
         raw = piece.video.clips(d)[clip]
         if recipe == "skip":
             last = piece.video.clips(d)[-1][-1]
-            stride = int(rng.integers(2, 6))
-            while stride > 1 and raw[0] + stride * (d - 1) > last:
-                stride -= 1
-            frames = piece.video.frames_at([raw[0] + stride * k for k in range(d)])
+            frames = piece.video.frames_at(skip_index(raw[0], d, int(rng.integers(2, 6)), last))
             moved = lf if is_empty_clip(crops) or boxes is None else self.local(
                 torch.from_numpy(objects_array(clip_crops(frames, boxes, crops.shape[-1]))))
             return moved, global_features(frames, self.backbone, method.normalization)

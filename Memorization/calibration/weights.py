@@ -1,20 +1,23 @@
-"""TODO docstring"""
+"""Label-free calibration, last step: the fusion weights, smoothing and alarm thresholds chosen on
+calibration sequences (held-out training videos with pseudo-anomalies spliced in, made by
+Memorization.calibration.heldout), without any test label.
+
+- **per-bank normalisation** (extra.evaluation.fusion.normalisation): min and 99th percentile of
+  normal held-out frames, so a score means the same in every video and needs no test statistic;
+- **weights and smoothing**: on the published grid (sigma 0..19, weights 1.0 down to 0.0), first a1
+  on the local score, then b1 and sigma on the total, the first best kept, as the published search
+  does it on the test set;
+- **alarm threshold**: the (1 - false-alarm rate) quantile of the total over normal held-out frames;
+  ``clip_threshold`` is the same for the unsmoothed total, which scoring clip by clip uses.
+
+A calibration is plain JSON: it travels in the model file and beside the memory banks.
+"""
 import numpy as np
 
 from extra.errors import VPCError
 from extra.evaluation.fusion import (
-    DEFAULT_FALSE_ALARM_RATE,
-    GLOBAL_FUSION,
-    LOCAL_FUSION,
-    SIGMAS,
-    WEIGHTS,
-    FusionWeights,
-    calibrated_streams,
-    complement,
-    normalisation,
-    normalised,
-    per_video,
-    unsmoothed,
+    DEFAULT_FALSE_ALARM_RATE, GLOBAL_FUSION, SIGMAS, WEIGHTS, FusionWeights, calibrated_local_stream,
+    calibrated_streams, complement, normalisation, normalised_banks, per_video, total_score, unsmoothed,
 )
 from extra.evaluation.metrics import micro_auroc
 
@@ -23,26 +26,24 @@ def choose_weights(scores, labels, scales):
     """(a1, b1, sigma) that best separate the pseudo-anomalous frames of the calibration sequences,
     on the published grid and in its order (first best kept). Returns FusionWeights."""
     y = np.concatenate(labels)
-    spatial, temporal, glob = ([normalised(v, scales[bank]) for v in scores.banks[bank]]
-                               for bank in (*LOCAL_FUSION, GLOBAL_FUSION))
+    banks = normalised_banks(scores, scales)
     best_local = None
     for sigma in SIGMAS:
         for a1 in WEIGHTS:
-            a2 = complement(a1)
-            value = micro_auroc(per_video([a1 * s + a2 * t for s, t in zip(spatial, temporal)], sigma), y)
+            value = micro_auroc(calibrated_local_stream(banks, a1, complement(a1), sigma), y)
             if best_local is None or value > best_local[0]:
-                best_local = (value, a1, a2)
-    _, a1, a2 = best_local
+                best_local = (value, a1)
+    a1 = best_local[1]
     best = None
     for sigma in SIGMAS:
-        local = per_video([a1 * s + a2 * t for s, t in zip(spatial, temporal)], sigma)
-        smoothed_global = per_video(glob, sigma)
+        local = calibrated_local_stream(banks, a1, complement(a1), sigma)
+        smoothed_global = per_video(banks[GLOBAL_FUSION], sigma)
         for b1 in WEIGHTS:
-            value = micro_auroc(b1 * local + complement(b1) * smoothed_global, y)
+            value = micro_auroc(total_score(b1, complement(b1), local, smoothed_global), y)
             if best is None or value > best[0]:
                 best = (value, b1, sigma)
     _, b1, sigma = best
-    return FusionWeights(a1, a2, b1, complement(b1), sigma)
+    return FusionWeights.chosen(a1, b1, sigma)
 
 
 def calibrate(scores, labels, false_alarm_rate=DEFAULT_FALSE_ALARM_RATE, details=None):

@@ -1,4 +1,4 @@
-"""Own footage: fit a model on normal videos, score any video or live source clip by clip.
+"""Own footage: the features of clips of any video or live source, as the two stages compute them.
 
 No dataset layout and no ground truth: the inputs are video files or frame folders with any names
 (extra.sources). The method's numbers come from a preset of extra/config.py (``PRESETS``: the three

@@ -1,4 +1,6 @@
-"""TODO docstring"""
+"""Own footage, fitting: object detection and the memorization stage on normal videos of any names,
+into the run's working folder, then one model file with its label-free calibration (fit.py).
+"""
 import functools
 
 from extra import config
@@ -7,10 +9,7 @@ from extra.sharding import map_videos, model_getter
 from extra.sources import ClipReader
 from extra.store import is_finished
 from extra.workdir import OBJECT_BATCHES
-from Memorization.features import (
-    backbone_record,
-    extract_split_features,
-)
+from Memorization.features import backbone_record, extract_split_features
 from Memorization.footage.clips import detected_clips, frame_boxes
 from ObjectDetection.boxes import clip_crops, objects_array
 from ObjectDetection.detectors import detector_description, make_detector

@@ -1,16 +1,14 @@
-"""TODO docstring"""
+"""Own footage, scoring clip by clip as the frames arrive (score.py, live sources included): raw bank
+scores, the calibrated fused score without smoothing (no future frames), alarms above the
+calibration's clip threshold.
+"""
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from extra.errors import VPCError, warn
-from extra.evaluation.fusion import (
-    LOCAL_FUSION,
-    calibrated_local,
-    calibrated_streams,
-    unsmoothed,
-)
+from extra.evaluation.fusion import LOCAL_FUSION, calibrated_local, calibrated_streams, unsmoothed
 from extra.evaluation.scores import VideoScores
 from Memorization.footage.clips import ClipFeatures
 from Memorization.model import VideoFeatures
@@ -44,7 +42,7 @@ class FootageScorer:
 
     def score(self, source):
         """ClipResult of every clip of ``source`` (extra.sources.ClipReader), in order, as they are ready."""
-        streams = {spec.name: spec.stream for spec in self.model.specs}
+        streams = self.model.streams
         for clip, lf, gf, boxes in self.features.clips(source):
             items = {}
             banks = self.model.score_banks(VideoFeatures({"local": [lf], "global": [gf]}), self.features.device,

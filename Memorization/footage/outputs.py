@@ -1,4 +1,6 @@
-"""TODO docstring"""
+"""Own footage, what scoring writes per input: the CSV of per-frame scores (flushed clip by clip),
+the alarm intervals (JSON), the annotated video, and the AUROC against a ground truth when given.
+"""
 import csv
 import json
 import time
@@ -10,7 +12,12 @@ import numpy as np
 from extra.errors import VPCError
 from extra.io import atomic_path, make_folder
 
-CSV_COLUMNS = ("frame", "timestamp", "spatial", "temporal", "highlevel", "fused", "alarm")
+
+def csv_columns(banks):
+    """The CSV's header: frame, timestamp, a column per bank of the model in its order, fused, alarm."""
+    return ("frame", "timestamp", *banks, "fused", "alarm")
+
+
 
 
 def alarm_intervals(frames, timestamps, alarms, fused):
@@ -30,15 +37,16 @@ def alarm_intervals(frames, timestamps, alarms, fused):
 
 class ScoreWriter:
     """The per-frame CSV, written and flushed clip by clip (a run that stops leaves whole rows), the
-    alarm intervals as JSON at the end, and optionally an annotated MP4."""
+    alarm intervals as JSON at the end, and optionally an annotated MP4; a score column per bank of ``banks``."""
 
-    def __init__(self, out_dir, name, fps, video_out=False):
+    def __init__(self, out_dir, name, fps, banks, video_out=False):
         make_folder(out_dir)
+        self.banks = tuple(banks)
         self.csv_path, self.json_path = out_dir / f"{name}.csv", out_dir / f"{name}_alarms.json"
         self.video_path = out_dir / f"{name}.mp4" if video_out else None
         self.file = open(self.csv_path, "w", newline="")
         self.rows = csv.writer(self.file)
-        self.rows.writerow(CSV_COLUMNS)
+        self.rows.writerow(csv_columns(self.banks))
         self.fps, self.frames, self.stamps, self.fused, self.alarms = fps, [], [], [], []
         self.video, self.top = None, 1e-9          # the MP4 writer; the highest fused score so far
 
@@ -46,8 +54,7 @@ class ScoreWriter:
         clip = result.clip
         for t, frame in enumerate(clip.frames):
             index = clip.first_frame + t
-            self.rows.writerow([index, f"{clip.timestamps[t]:.3f}", *(f"{result.banks[b][t]:.6g}" for b in
-                                                                       ("spatial", "temporal", "highlevel")),
+            self.rows.writerow([index, f"{clip.timestamps[t]:.3f}", *(f"{result.banks[b][t]:.6g}" for b in self.banks),
                                 f"{result.fused[t]:.6g}", int(result.alarms[t])])
             self.frames.append(index)
             self.stamps.append(clip.timestamps[t])
@@ -117,7 +124,7 @@ def score_source(scorer, reader, out_dir, video_out=False, labels=None):
     whole CSV rows and the alarm intervals so far."""
     from extra.evaluation.metrics import micro_auroc
 
-    writer = ScoreWriter(out_dir, reader.name, reader.fps, video_out)
+    writer = ScoreWriter(out_dir, reader.name, reader.fps, [spec.name for spec in scorer.model.specs], video_out)
     started, latencies = time.perf_counter(), []
     try:
         for result in scorer.score(reader):

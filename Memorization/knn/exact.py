@@ -1,4 +1,11 @@
-"""Anomaly scores from memory banks (SPEC section 6)."""
+"""The exact nearest-neighbour distance of patch rows to a memory bank, fast and still float64-exact.
+
+Blocks of the squared distances come from one matrix product (bfloat16 with float32 sums where the
+CPU multiplies bfloat16 in hardware, float32 otherwise) on data centred on the bank's mean. Each
+value carries a proven bound on its rounding error (``search_error_bound``, built on
+Memorization.knn.rounding); every bank row whose lower bound is not above the best upper bound so
+far is recomputed in float64, so the result is the float64 nearest distance.
+"""
 import weakref
 
 import torch

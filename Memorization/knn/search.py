@@ -1,12 +1,11 @@
 """The nearest-neighbour search of the scores: exact (default), or a faiss index, whose error is measured.
 
-``search_nearest`` is the one dispatcher. "exact" is ``scoring.nearest_distances`` (the float64
-nearest distance). "faiss-flat" (IndexFlatL2) finds the nearest row in float32, "faiss-ivf"
+``search_nearest`` is the one dispatcher. "exact" is ``Memorization.knn.exact.nearest_distances`` (the
+float64 nearest distance). "faiss-flat" (IndexFlatL2) finds the nearest row in float32, "faiss-ivf"
 (IndexIVFFlat, ``ivf_lists`` lists, ``IVF_NPROBE`` probed) an approximately nearest one; both then
 recompute the distance to the row found in float64, so their only error is a wrong row. faiss is
-optional (requirements-faiss.txt) and imported only when asked for. A run with an approximate search
-measures it against the exact one on a fixed seeded sample of the test patches (``SearchCheck``)
-and prints, per bank, its recall@1 and the largest relative change of an object's score.
+optional (requirements-faiss.txt) and imported only when asked for. ``measure_search`` compares an
+approximate search with the exact one (Memorization.banks.search_check gathers the sample).
 """
 import math
 from dataclasses import dataclass
@@ -16,11 +15,7 @@ import torch
 
 from extra.errors import VPCError
 from Memorization.knn.exact import (
-    bank_centre,
-    check_search,
-    nearest_distances,
-    pair_squared_distances,
-    prepared_for,
+    bank_centre, check_search, nearest_distances, pair_squared_distances, prepared_for,
 )
 from Memorization.options import SEARCHES
 

@@ -9,8 +9,8 @@ the backbone:
 - tsne: per memory bank, a t-SNE of (a subsample of) its items and of test patches marked
   normal / anomalous by the labels of their clip; needs the test features and the banks.
 
-The figures iterate over the banks (``BankSpec``s, the published three by default), so a new bank
-gets its score line, its object panel (a local-stream bank) and its t-SNE.
+The figures iterate over the run's banks (``BankSpec``s, the published three by default), so a new
+bank gets its score line, its object panel (a local-stream bank) and its t-SNE.
 """
 from dataclasses import dataclass
 from itertools import groupby
@@ -20,45 +20,25 @@ import torch
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
-from matplotlib.figure import (
-    Figure,  # no pyplot: figures render with Agg, no display needed
-)
+from matplotlib.figure import Figure   # no pyplot: figures render with Agg, no display needed
 from matplotlib.patches import Rectangle
 
-from extra.datasets import intervals_from_labels, list_videos
+from extra.datasets import list_videos
 from extra.device import default_device
 from extra.errors import VPCError
-from extra.evaluation.fusion import FusionWeights, fused_per_video
-from extra.evaluation.metrics import micro_auroc
+from extra.evaluation.curves import TOTAL_COLOUR, save_figure, score_figures, set_title
+from extra.evaluation.fusion import FUSED_TITLES, FusionWeights, fused_per_video
 from extra.evaluation.results import RESULTS_FILE, SCORES_FILE, load_results
-from extra.evaluation.scores import title
-from extra.io import atomic_path
 from extra.progress import progress
 from extra.store import clip_key, open_clip_file
 from Memorization.banks.scores import item_scores
-from Memorization.banks.specs import PUBLISHED, STREAMS, stack_items
-from Memorization.features import LOCAL_GRID
+from Memorization.banks.specs import STREAMS, specs_of, stack_items
 from Memorization.model import VideoPatchCore
-from Memorization.options import figures_folder, results_folder
+from Memorization.options import FIGURES, figures_folder, results_folder
 from ObjectDetection.boxes import as_detections, key_frame_offset
 from ObjectDetection.objects import clip_boxes_of, load_boxes_pickle, n_objects
 
-FIGURES = ("scores", "objects", "tsne")
-
-
-TOTAL_COLOUR = "black"
-
-
-FALLBACK_COLOUR = "tab:gray"      # a score line no BankSpec describes
-
-
 OBJECT_CMAP = "RdYlGn_r"          # green (close to the memory) -> red (far from it)
-
-
-RANDOM_NOTE = "RANDOM WEIGHTS (not pretrained): these scores say nothing about the method"
-
-
-DPI = 100
 
 
 SEED = 0                          # subsampling and t-SNE: the same figure on every run
@@ -68,12 +48,6 @@ RUN_COMMAND = "python Memorization/run.py"
 
 
 BACKBONE_FIELDS = ("backbone", "random_weights")    # the run's metadata keys its banks' records hold
-
-
-def shaded_spans(labels):
-    """(x0, x1) of each run of anomalous frames, frame t drawn at x = t and spanning t - 0.5 .. t + 0.5."""
-    starts, ends = intervals_from_labels(labels)          # 1-based, inclusive
-    return [(start - 1.5, end - 0.5) for start, end in zip(starts.tolist(), ends.tolist())]
 
 
 def clip_values(frame_values, d):
@@ -131,17 +105,9 @@ def tsne_perplexity(n_points):
     return float(min(30.0, max(1.0, (n_points - 1) / 3)))
 
 
-def spec_named(name, specs):
-    """The spec of the bank ``name``, None when no spec describes it."""
-    return next((spec for spec in specs if spec.name == name), None)
-
-
-def line_style(name, specs):
-    """Colour and legend label of a score line: its bank's, black for the total, a fallback otherwise."""
-    if name == "total":
-        return TOTAL_COLOUR, title(name)
-    spec = spec_named(name, specs)
-    return (spec.colour, spec.title) if spec else (FALLBACK_COLOUR, title(name))
+def bank_styles(specs):
+    """Colour and title of each bank's score line and the total's (extra.evaluation.curves)."""
+    return {**{spec.name: (spec.colour, spec.title) for spec in specs}, "total": (TOTAL_COLOUR, FUSED_TITLES["total"])}
 
 
 def load_run(work, method):
@@ -167,8 +133,9 @@ def fused_streams(saved):
     return fused_per_video(saved.scores, FusionWeights(**saved.results["fixed"]["weights"]))
 
 
-def load_banks(work, method, metadata, specs=PUBLISHED):
-    """The banks of ``specs`` (name -> tensor on the CPU), checked against the run's records."""
+def load_banks(work, method, metadata, specs=None):
+    """The banks of ``specs`` (default: the method's; name -> tensor on the CPU), checked against the
+    run's records."""
     fields = {key: metadata[key] for key in BACKBONE_FIELDS if key in metadata}
     return VideoPatchCore.from_bank_files(work, method, fields, specs).banks
 
@@ -191,61 +158,6 @@ def clip_boxes(work, video, clip, videos, consecutive):
                        f"exist: rerun python ObjectDetection/run.py --dataset={work.dataset} --is_save_test_pickle "
                        f"to record them")
     return load_boxes_pickle(pickle_path, videos, consecutive, "test")[video.name][clip]
-
-
-def save_figure(fig, path):
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=DPI)
-    return path
-
-
-def set_title(fig, heading, metadata):
-    """The figure's title, with the random-weights note (in red) when the run used them."""
-    if metadata.get("random_weights"):
-        fig.suptitle(f"{heading}\n{RANDOM_NOTE}", color="red")
-    else:
-        fig.suptitle(heading)
-
-
-def score_lines(scores, fused, v):
-    """The lines of video ``v``'s score figure: every bank of ``scores`` (VideoScores) in its order,
-    then the total when the fusion made one; ``fused``: per-video vectors (``fused_per_video``)."""
-    names = [*scores.banks, *(["total"] if "total" in fused else [])]
-    return {name: fused[name][v] for name in names}
-
-
-def plot_video_scores(name, lines, labels, dataset, metadata, specs=PUBLISHED):
-    """One test video: a line per entry of ``lines`` (name -> per-frame vector), ground-truth
-    anomalies shaded; colours and labels from ``specs``."""
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
-    ax = fig.add_subplot()
-    for i, (x0, x1) in enumerate(shaded_spans(labels)):
-        ax.axvspan(x0, x1, color="red", alpha=0.15, linewidth=0, label="anomalous (ground truth)" if i == 0 else None)
-    frames = np.arange(len(labels))
-    for line, values in lines.items():
-        colour, label = line_style(line, specs)
-        ax.plot(frames, values, color=colour, linewidth=1.2, label=label)
-    ax.set_xlim(-0.5, len(labels) - 0.5)
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("anomaly score (min-max, all test frames)")
-    ax.legend(loc="upper left", fontsize=8, framealpha=0.8)
-    heading = f"{dataset}, test video {name}"
-    if "total" in lines and labels.min() != labels.max():
-        heading += f": AUROC of the total score {100 * micro_auroc(lines['total'], labels):.1f}%"
-    set_title(fig, heading, metadata)
-    return fig
-
-
-def score_figures(saved, out_dir, dataset, specs=PUBLISHED):
-    """Figure 1 for every test video; returns the written paths."""
-    fused = fused_streams(saved)
-    written = []
-    for v, name in enumerate(progress(saved.scores.names, "score figures")):
-        fig = plot_video_scores(name, score_lines(saved.scores, fused, v), saved.scores.labels[v], dataset,
-                                saved.metadata, specs)
-        written.append(save_figure(fig, out_dir / "scores" / f"{name}.png"))
-    return written
 
 
 def object_scores(lf, banks, method, specs):
@@ -288,9 +200,11 @@ def score_norm(frame_scores_per_video):
     return Normalize(vmin=0.0, vmax=top if top > 0 else 1.0)
 
 
-def object_figures(saved, run, out_dir, n_top, n_normal, specs=PUBLISHED):
-    """Figure 2 for the chosen clips, a panel per local-stream bank; returns the written paths."""
+def object_figures(saved, run, out_dir, n_top, n_normal, specs=None):
+    """Figure 2 for the chosen clips, a panel per local-stream bank of ``specs`` (default: the run's);
+    returns the written paths."""
     context, method = run.context, run.method
+    specs = specs_of(method.banks) if specs is None else specs
     work = run.work
     d, scores = method.consecutive, saved.scores
     fused = fused_streams(saved)
@@ -367,7 +281,9 @@ def tsne_input(spec, bank, feature_paths, clip_anomalous, method, n_points):
     shapes = [clip_shapes(path, kind) for path in feature_paths]
     clip_index = [(v, c) for v, video_shapes in enumerate(shapes) for c in range(len(video_shapes))]
     items_per_clip = np.array([n_objects(shape) for video_shapes in shapes for shape in video_shapes])
-    rows_per_item = spec.rows_per_item(method, LOCAL_GRID)
+    # the items' grid side, as the encoder made it (lf's last axis; the other banks do not read it)
+    side = next((shape[-1] for video_shapes in shapes for shape in video_shapes if n_objects(shape)), 0)
+    rows_per_item = spec.rows_per_item(method, side)
     clip_anomalous = np.asarray(clip_anomalous, dtype=bool)
     test_budget = n_points - n_points // 2
     chosen = sample_test_clips(items_per_clip * rows_per_item, clip_anomalous, test_budget, rng)
@@ -419,8 +335,9 @@ def embed(points, seed=SEED):
                     random_state=seed).fit_transform(np.asarray(points, dtype=np.float32))
 
 
-def tsne_figures(saved, work, method, out_dir, n_points, specs=PUBLISHED):
-    """Figure 3 for each bank of ``specs``; returns the written paths."""
+def tsne_figures(saved, work, method, out_dir, n_points, specs=None):
+    """Figure 3 for each bank of ``specs`` (default: the method's); returns the written paths."""
+    specs = specs_of(method.banks) if specs is None else specs
     banks = load_banks(work, method, saved.metadata, specs)
     clip_anomalous = np.concatenate([clip_values(y, method.consecutive) > 0 for y in saved.scores.labels])
     written = []
@@ -432,8 +349,10 @@ def tsne_figures(saved, work, method, out_dir, n_points, specs=PUBLISHED):
     return written
 
 
-def make_figures(run, which=FIGURES, n_top=6, n_normal=3, tsne_points=2000, specs=PUBLISHED):
-    """Draw the figures named in ``which`` for a MemorizationRun; returns the written paths."""
+def make_figures(run, which=FIGURES, n_top=6, n_normal=3, tsne_points=2000, specs=None):
+    """Draw the figures named in ``which`` for a MemorizationRun and ``specs`` (default: the run's banks);
+    returns the written paths."""
+    specs = specs_of(run.method.banks) if specs is None else specs
     unknown = sorted(set(which) - set(FIGURES))
     if unknown:
         raise VPCError(f"unknown figure {unknown[0]!r}: choose among {', '.join(FIGURES)}")
@@ -445,7 +364,7 @@ def make_figures(run, which=FIGURES, n_top=6, n_normal=3, tsne_points=2000, spec
     out_dir = figures_folder(work, method)
     written = []
     if "scores" in which:
-        written += score_figures(saved, out_dir, method.dataset, specs)
+        written += score_figures(saved, fused_streams(saved), out_dir, method.dataset, bank_styles(specs))
     if "objects" in which:
         written += object_figures(saved, run, out_dir, n_top, n_normal, specs)
     if "tsne" in which:

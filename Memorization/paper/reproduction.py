@@ -17,12 +17,8 @@ from extra.datasets import labelled_test_videos, list_videos
 from extra.device import default_device, device_description
 from extra.errors import VPCError
 from extra.evaluation.harness import evaluate, evaluate_streams
-from extra.evaluation.results import (
-    RESULTS_FILE,
-    SCORES_FILE,
-    load_results,
-    save_results,
-)
+from extra.evaluation.protocol import VIDEOPATCHCORE
+from extra.evaluation.results import RESULTS_FILE, SCORES_FILE, load_results, save_results
 from extra.evaluation.scores import make_video_scores
 from extra.io import atomic_path
 from extra.lock import work_lock
@@ -30,24 +26,15 @@ from extra.progress import progress
 from extra.workdir import WorkDir
 from Memorization import pipeline
 from Memorization.banks.patches import temporal_pooling
-from Memorization.banks.specs import PUBLISHED, STREAMS, bank_record
+from Memorization.banks.specs import STREAMS, bank_record, specs_of
 from Memorization.calibration.heldout import label_free_calibration
 from Memorization.features import (
-    backbone_record,
-    extract_split_features,
-    extraction_time,
-    feature_record,
-    write_global_features,
+    backbone_record, extract_split_features, extraction_time, feature_record, write_global_features,
     write_local_features,
 )
 from Memorization.model import VideoPatchCore
-from Memorization.options import COMPRESSIONS, results_name
-from Memorization.paper.tables import (
-    NOT_IN_PAPER,
-    build_table,
-    format_table,
-    measured_from_results,
-)
+from Memorization.options import COMPRESSIONS, method_record, results_name
+from Memorization.paper.tables import NOT_IN_PAPER, build_table, format_table, measured_from_results
 
 RANDOM_WARNING = ("> **WARNING: made with random (not pretrained) weights; "
                   "these numbers say nothing about the method.**")
@@ -74,7 +61,7 @@ def configurations_of(tables, base):
 
 def configuration_record(run):
     """Everything a configuration's results depend on (but the fixed weights), as JSON reads it back."""
-    record = {**asdict(run.method), "label_free": run.label_free, "false_alarm_rate": run.false_alarm_rate}
+    record = {**method_record(run.method), "label_free": run.label_free, "false_alarm_rate": run.false_alarm_rate}
     return json.loads(json.dumps(record, sort_keys=True))
 
 
@@ -106,7 +93,7 @@ def load_cached(folder, record, weights):
     results = saved.results
     if results["fixed"]["weights"] != asdict(weights):
         results = {**results, "fixed": {"weights": asdict(weights),
-                                        "streams": evaluate_streams(saved.scores, weights, saved.scores.aligned_labels)}}
+                                        "streams": evaluate_streams(saved.scores, VIDEOPATCHCORE, weights, saved.scores.aligned_labels)}}
     return Entry(results, saved.metadata)
 
 
@@ -165,13 +152,14 @@ def compute(base, missing, encoder):
     memo, pseudo, entries, todo = {}, {}, {}, list(missing.items())
     for index, (name, run) in enumerate(todo):
         print(f"configuration {index + 1}/{len(todo)}: {name}", flush=True)
-        model = VideoPatchCore(run.method, PUBLISHED, memory_banks(data, run, fields, memo), fields)
+        model = VideoPatchCore(run.method, banks=memory_banks(data, run, fields, memo), backbone=fields)
         if run.label_free:
             model.calibration = label_free_calibration(
                 model, run, data.train_videos, backbone,
                 lambda video, run=run: pipeline.read_video_features(run, "train", video.name, fields), pseudo)
         entries[name] = score_configuration(data, run, model, device, made_with)
-        still_needed = {bank_key(spec, later.method) for _, later in todo[index + 1:] for spec in PUBLISHED}
+        still_needed = {bank_key(spec, later.method) for _, later in todo[index + 1:]
+                        for spec in specs_of(later.method.banks)}
         for key in set(memo) - still_needed:
             del memo[key]
     return entries
@@ -179,13 +167,14 @@ def compute(base, missing, encoder):
 
 def memory_banks(data, run, fields, memo):
     """The banks of ``run``, built from the training features unless ``memo`` holds them."""
-    keys = {spec.name: bank_key(spec, run.method) for spec in PUBLISHED}
-    to_build = tuple(spec for spec in PUBLISHED if keys[spec.name] not in memo)
+    specs = specs_of(run.method.banks)
+    keys = {spec.name: bank_key(spec, run.method) for spec in specs}
+    to_build = tuple(spec for spec in specs if keys[spec.name] not in memo)
     if to_build:
         built = pipeline.fitted_model(run, data.train_videos, fields, to_build)
         for spec in to_build:
             memo[keys[spec.name]] = built.banks[spec.name]
-    return {spec.name: memo[keys[spec.name]] for spec in PUBLISHED}
+    return {spec.name: memo[keys[spec.name]] for spec in specs}
 
 
 def score_configuration(data, run, model, device, made_with):
@@ -193,9 +182,9 @@ def score_configuration(data, run, model, device, made_with):
     scored = pipeline.score_videos(model, run, data.test_videos, model.backbone, device)
     if scored.search_errors:
         made_with = {**made_with, "search_errors": scored.search_errors}
-    scores = make_video_scores(scored.per_bank, [data.labels[v.name] for v in data.test_videos],
-                               [v.name for v in data.test_videos], {spec.name: spec.stream for spec in model.specs})
-    results = evaluate(scores, run.fixed, model.calibration or None)
+    scores = make_video_scores(scored.per_bank, [data.labels[v.name] for v in data.test_videos], model.streams,
+                               [v.name for v in data.test_videos])
+    results = evaluate(scores, VIDEOPATCHCORE, run.fixed, model.calibration or None)
     metadata = {"record": configuration_record(run), **made_with, "scoring_seconds": scored.seconds,
                 "scored_frames": int(sum(scores.lengths)),
                 "bank_sizes": {name: int(bank.shape[0]) for name, bank in model.banks.items()}}

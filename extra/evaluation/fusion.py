@@ -1,25 +1,37 @@
-"""TODO docstring"""
+"""VideoPatchCore's fused score, written once (SPEC 7): local = a1 S + a2 T, total = b1 local + b2 H.
+
+S, T and H are the per-frame scores of the spatial, temporal and high-level banks. The same two
+sums (``local_score``, ``total_score``) serve every place that fuses, with one of two
+normalisations around them:
+
+- **over the scored videos** (``stream_scores``), as the published protocol does: S and T smoothed
+  over the concatenation of all videos, H z-scored and smoothed per video, the local score z-scored
+  before the total, every stream min-maxed over all frames. The protocol's grid search
+  (extra.evaluation.protocol) and the fixed-weights column use it;
+- **by a calibration** made on training videos alone (``calibrated_streams``): each bank mapped by
+  its normal held-out scores, ``(x - low) / (high - low)`` with low the minimum and high the 99th
+  percentile, each stream smoothed per video. The label-free column, the choice of its weights
+  (Memorization.calibration), live scoring (sigma 0: no future frames) and the objects' region
+  scores (``calibrated_local``) use it; nothing of the scored videos enters it.
+
+A bank outside the fusion (a new BankSpec) is normalised and evaluated on its own.
+"""
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 EPS = 1e-8
-
-
+# The published grid: smoothing widths, and weights from integers, so 0.7 is the double nearest to
+# 0.7 (repeated "- 0.1" would drift).
 SIGMAS = tuple(range(20))
-
-
-# From integers, so 0.7 is the double nearest to 0.7 (repeated "- 0.1" would drift).
 WEIGHTS = tuple((10 - i) / 10 for i in range(11))
-
-
-# The fusion of SPEC 7, defined on the published banks: local = a1 S + a2 T, total = b1 local + b2 H.
-# A bank outside it (a new BankSpec) is evaluated on its own.
 LOCAL_FUSION = ("spatial", "temporal")
-
-
 GLOBAL_FUSION = "highlevel"
+# How reports and figures name the fused streams.
+FUSED_TITLES = {"local": "local (spatial+temporal)", "total": "total (local+global)"}
+# The calibration's normalisation and alarm threshold.
+HIGH_PERCENTILE = 99.0
+DEFAULT_FALSE_ALARM_RATE = 0.01
 
 
 def zscore(x):
@@ -33,7 +45,16 @@ def minmax(x):
 def smooth(x, sigma):
     """scipy's gaussian_filter1d with its defaults (mode 'reflect', truncate 4.0), as the
     published code calls it; sigma 0 means no filter."""
-    return gaussian_filter1d(x, sigma) if sigma > 0 else x
+    if sigma <= 0:
+        return x
+    from scipy.ndimage import gaussian_filter1d      # scipy is slow to import: commands' --help skip it
+
+    return gaussian_filter1d(x, sigma)
+
+
+def per_video(vectors, sigma):
+    """Each video's vector smoothed on its own, then all concatenated."""
+    return np.concatenate([smooth(v, sigma) for v in vectors])
 
 
 def complement(weight):
@@ -41,10 +62,14 @@ def complement(weight):
     return round(1 - weight, 1)
 
 
-def global_stream(highlevel_per_video, sigma):
-    """High-level scores z-scored and smoothed per video, then concatenated."""
-    return np.concatenate([smooth(zscore(h), sigma) if h.size else h
-                           for h in highlevel_per_video])
+def local_score(a1, a2, spatial, temporal):
+    """a1 S + a2 T."""
+    return a1 * spatial + a2 * temporal
+
+
+def total_score(b1, b2, local, glob):
+    """b1 local + b2 global."""
+    return b1 * local + b2 * glob
 
 
 @dataclass(frozen=True)
@@ -63,6 +88,19 @@ class FusionWeights:
         return cls(a1=a1, a2=complement(a1), b1=b1, b2=complement(b1), sigma=sigma)
 
 
+def fusable(banks):
+    """Whether the fusion applies to these banks (names): the three it reads are all there."""
+    return all(bank in banks for bank in (*LOCAL_FUSION, GLOBAL_FUSION))
+
+
+# --- normalised over the scored videos (the published protocol) ---------------------------------------
+
+def global_stream(highlevel_per_video, sigma):
+    """High-level scores z-scored and smoothed per video, then concatenated."""
+    return np.concatenate([smooth(zscore(h), sigma) if h.size else h
+                           for h in highlevel_per_video])
+
+
 def bank_stream(scores, bank, sigma):
     """One bank's per-frame score over all frames, before min-max: a local-stream bank smoothed over
     the concatenation of all videos, a global-stream bank z-scored and smoothed per video (SPEC 7)."""
@@ -77,16 +115,15 @@ def stream_scores(scores, weights):
     sigma = weights.sigma
     results = {}
     local = None
-    if scores.fusable:
-        spatial, temporal = (scores.concat(bank) for bank in LOCAL_FUSION)
-        local = weights.a1 * spatial + weights.a2 * temporal
+    if fusable(scores.banks):
+        local = local_score(weights.a1, weights.a2, *(scores.concat(bank) for bank in LOCAL_FUSION))
     for bank in scores.banks:
         results[bank] = minmax(bank_stream(scores, bank, sigma))
         if local is not None and bank == LOCAL_FUSION[-1]:
             results["local"] = minmax(smooth(local, sigma))
     if local is not None:
         glob = global_stream(scores.banks[GLOBAL_FUSION], sigma)
-        results["total"] = minmax(weights.b1 * smooth(zscore(local), sigma) + weights.b2 * glob)
+        results["total"] = minmax(total_score(weights.b1, weights.b2, smooth(zscore(local), sigma), glob))
     return results
 
 
@@ -95,11 +132,7 @@ def fused_per_video(scores, weights):
     return {name: scores.split(x) for name, x in stream_scores(scores, weights).items()}
 
 
-HIGH_PERCENTILE = 99.0
-
-
-DEFAULT_FALSE_ALARM_RATE = 0.01
-
+# --- normalised by a calibration (label-free) ---------------------------------------------------------
 
 def normalisation(scores, labels):
     """{bank: {"low", "high"}} from the normal frames (label 0) of the calibration VideoScores."""
@@ -116,29 +149,34 @@ def normalised(x, scale):
     return (np.asarray(x, dtype=np.float64) - scale["low"]) / (scale["high"] - scale["low"])
 
 
+def normalised_banks(scores, scales):
+    """{bank: [normalised vector per video]} of VideoScores."""
+    return {bank: [normalised(v, scales[bank]) for v in vectors] for bank, vectors in scores.banks.items()}
+
+
 def calibrated_local(spatial, temporal, calibration):
     """a1 S_n + a2 T_n, unsmoothed, of any spatial and temporal scores (frames, or objects)."""
     weights, scales = calibration["weights"], calibration["normalisation"]
-    return (weights["a1"] * normalised(spatial, scales[LOCAL_FUSION[0]])
-            + weights["a2"] * normalised(temporal, scales[LOCAL_FUSION[1]]))
+    return local_score(weights["a1"], weights["a2"], normalised(spatial, scales[LOCAL_FUSION[0]]),
+                       normalised(temporal, scales[LOCAL_FUSION[1]]))
 
 
-def per_video(vectors, sigma):
-    """Each video's vector smoothed on its own, then all concatenated."""
-    return np.concatenate([smooth(v, sigma) for v in vectors])
+def calibrated_local_stream(banks, a1, a2, sigma):
+    """a1 S_n + a2 T_n over all frames from normalised per-video bank vectors, smoothed per video."""
+    spatial, temporal = (banks[bank] for bank in LOCAL_FUSION)
+    return per_video([local_score(a1, a2, s, t) for s, t in zip(spatial, temporal)], sigma)
 
 
 def calibrated_streams(scores, calibration):
     """Per-frame score of every bank and fused stream over all frames, as the calibration defines
     them: normalised per bank, smoothed per video, no statistic of the scored videos used."""
-    weights, scales = FusionWeights(**calibration["weights"]), calibration["normalisation"]
-    banks = {bank: [normalised(v, scales[bank]) for v in vectors] for bank, vectors in scores.banks.items()}
+    weights = FusionWeights(**calibration["weights"])
+    banks = normalised_banks(scores, calibration["normalisation"])
     streams = {bank: per_video(vectors, weights.sigma) for bank, vectors in banks.items()}
-    if all(bank in banks for bank in (*LOCAL_FUSION, GLOBAL_FUSION)):
-        spatial, temporal = (banks[bank] for bank in LOCAL_FUSION)
-        local = per_video([weights.a1 * s + weights.a2 * t for s, t in zip(spatial, temporal)], weights.sigma)
+    if fusable(banks):
+        local = calibrated_local_stream(banks, weights.a1, weights.a2, weights.sigma)
         streams["local"] = local
-        streams["total"] = weights.b1 * local + weights.b2 * streams[GLOBAL_FUSION]
+        streams["total"] = total_score(weights.b1, weights.b2, local, streams[GLOBAL_FUSION])
     return streams
 
 

@@ -1,29 +1,55 @@
-"""TODO docstring"""
-from dataclasses import asdict
+"""One evaluation for every method: the three columns of AUROC from named per-frame score streams.
+
+A method hands the harness its test videos' per-frame scores (``extra.evaluation.scores.VideoScores``:
+named streams per video, with the labels of the frames they cover) and a ``MethodEvaluation``: how
+its streams fuse at given weights, how a label-free calibration maps them, and its published
+protocol. The harness computes, for every stream, micro, macro and padded macro AUROC
+(extra.evaluation.metrics) in three columns:
+
+- **protocol**: the method's published protocol, whatever it tunes on the test labels;
+- **fixed**: weights chosen in advance;
+- **label-free**: a calibration made on training videos alone, with its alarm threshold.
+
+The protocol column cuts each video's labels from its start, as published code does; the other two
+use the labels of the frames actually scored. The results are a JSON-ready dict
+(extra.evaluation.results writes, reads and formats it).
+"""
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Callable
 
 import numpy as np
 
-from extra.evaluation.fusion import calibrated_streams, stream_scores
 from extra.evaluation.metrics import stream_aurocs
-from extra.evaluation.protocol import published_protocol
-
-
-def evaluate_streams(scores, weights, labels=None):
-    """Micro and macro AUROC of every bank and fused stream at the given weights (labels: the
-    published cut unless given)."""
-    return stream_aurocs(stream_scores(scores, weights), scores, scores.labels if labels is None else labels)
-
 
 LABEL_NOTES = {"published": "cut from the start of each video, as the published code does",
                "aligned": "the frames actually scored"}
 
 
-def evaluate(scores, fixed_weights, calibration=None):
-    """All results as a JSON-ready dict: the published protocol (test-tuned, published labels);
-    every stream at the protocol's weights, at ``fixed_weights`` (chosen in advance) and, given a
-    label-free ``calibration`` (Memorization.calibration), with its weights, normalisation and alarm
-    threshold (these two with labels aligned to the scored frames)."""
-    protocol = published_protocol(scores)
+@dataclass(frozen=True)
+class MethodEvaluation:
+    """What the harness needs of a method."""
+
+    name: str
+    streams: Callable        # (VideoScores, weights) -> {stream: vector over all frames}, normalised on the scored set
+    calibrated: Callable     # (VideoScores, calibration dict) -> the same streams, nothing of the scored set used
+    protocol: Callable       # VideoScores -> {row: dataclass}, tuned on the test labels; "weights" if it fuses
+    weights: Callable        # a weights record (dict) -> the weights ``streams`` takes
+    protocol_note: str = ""  # what the protocol tunes, in words
+    total: str = "total"     # the fused stream that alarms threshold
+
+
+def evaluate_streams(scores, method, weights, labels=None):
+    """Micro and macro AUROC of every bank and fused stream at the given weights (labels: the
+    published cut unless given)."""
+    return stream_aurocs(method.streams(scores, weights), scores, scores.labels if labels is None else labels)
+
+
+def evaluate(scores, method, fixed_weights, calibration=None):
+    """All results as a JSON-ready dict: the method's published protocol (test-tuned, published
+    labels); every stream at the protocol's weights, at ``fixed_weights`` (chosen in advance) and,
+    given a label-free ``calibration``, with its weights, normalisation and alarm threshold (these
+    two with labels aligned to the scored frames)."""
+    protocol = method.protocol(scores)
     labels = scores.all_labels()
     aligned = scores.aligned_labels
     results = {
@@ -33,30 +59,29 @@ def evaluate(scores, fixed_weights, calibration=None):
         "labels": {"protocol": LABEL_NOTES["published"],
                    "fixed": LABEL_NOTES["published" if scores.aligned is None else "aligned"]},
         "protocol": {
-            **{key: asdict(value) for key, value in protocol.items()},
-            "streams": evaluate_streams(scores, protocol.get("weights", fixed_weights)),
+            **{key: asdict(value) if is_dataclass(value) else value for key, value in protocol.items()},
+            "streams": evaluate_streams(scores, method, protocol.get("weights", fixed_weights)),
         },
         "fixed": {
             "weights": asdict(fixed_weights),
-            "streams": evaluate_streams(scores, fixed_weights, aligned),
+            "streams": evaluate_streams(scores, method, fixed_weights, aligned),
         },
     }
     if calibration is not None:
-
-        results["label_free"] = label_free_results(scores, calibration)
+        results["label_free"] = label_free_results(scores, method, calibration)
     return results
 
 
-def label_free_results(scores, calibration):
+def label_free_results(scores, method, calibration):
     """The label-free column: AUROCs of the calibrated streams, and what the alarm threshold does on
     the scored videos (labels aligned with the scored frames). JSON-ready."""
     labels = scores.aligned_labels
-    streams = calibrated_streams(scores, calibration)
+    streams = method.calibrated(scores, calibration)
     results = {"weights": calibration["weights"], "threshold": calibration["threshold"],
                "target_false_alarm_rate": calibration["false_alarm_rate"],
                "streams": stream_aurocs(streams, scores, labels), "calibration": calibration}
-    if "total" in streams:
-        y, alarms = np.concatenate(labels), streams["total"] > calibration["threshold"]
+    if method.total in streams:
+        y, alarms = np.concatenate(labels), streams[method.total] > calibration["threshold"]
         results["alarms"] = {"false_alarm_rate": float(alarms[y == 0].mean()) if (y == 0).any() else None,
                              "detection_rate": float(alarms[y == 1].mean()) if (y == 1).any() else None}
     return results

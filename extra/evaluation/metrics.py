@@ -1,4 +1,7 @@
-"""TODO docstring"""
+"""Frame-level AUROC of per-frame scores against 0/1 labels: micro (all frames at once), macro (the
+mean over the videos with both classes) and padded macro (AI-VAD's convention, every video counts).
+"""
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,11 +34,12 @@ def macro_auroc(scores_per_video, labels_per_video):
     return MacroAUROC(mean, len(values), len(labels_per_video) - len(values))
 
 
-def padded_macro_auroc(scores_per_video, labels_per_video, high):
-    """AI-VAD's per-video convention: every video gets one normal frame scored 0 and one anomalous
-    frame scored ``high`` (the stream's maximum) appended, so each has both classes; the mean over
-    all videos."""
-    return float(np.mean([micro_auroc(np.append(s, (0.0, high)), np.append(y, (0, 1)))
+def padded_macro_auroc(scores_per_video, labels_per_video):
+    """AI-VAD's per-video convention (``macro_auc`` of its evaluate.py): every video gets one normal
+    frame scored 0 and one anomalous frame scored ``sys.float_info.max`` appended, so each has both
+    classes; the mean over all videos."""
+    # The float maximum beats every real score: a pad at the stream's maximum would tie a normal top frame.
+    return float(np.mean([micro_auroc(np.append(s, (0.0, sys.float_info.max)), np.append(y, (0, 1)))
                           for s, y in zip(scores_per_video, labels_per_video)]))
 
 
@@ -51,6 +55,6 @@ def stream_aurocs(stream_vectors, scores, labels):
             "macro": None if macro.n_videos == 0 else macro.auroc,
             "macro_videos": macro.n_videos,
             "macro_skipped": macro.n_skipped,
-            "macro_padded": padded_macro_auroc(pieces, labels, float(np.max(x))),
+            "macro_padded": padded_macro_auroc(pieces, labels),
         }
     return results

@@ -16,15 +16,24 @@ Counting at a score threshold t, the positive detections being those with score 
 - FPR = false-positive detections / number of test frames (normal frames included), the
   false positives per frame; it is not bounded by 1.
 
-Curves and areas. t takes +inf (no detection: FPR 0, rates 0) and then every distinct score from
-high to low, so FPR and both rates never decrease along a curve. A rate is integrated over FPR along
-the polyline through these points in that order: a rate that rises while FPR stays put (true
-positives found before the next false positive) is a vertical step, which adds area only from that
-FPR on; detections tied on one score enter together, a diagonal segment. The curve is cut at
-FPR = max_fpr by linear interpolation on the segment that crosses it, or extended flat with its last
-rate when it ends before max_fpr; the trapezoid rule gives the area. With max_fpr = 1, the paper's
-setting, RBDC and TBDC are fractions in [0, 1] (the paper prints percentages); for another max_fpr
-the area is not divided by max_fpr.
+Curves and areas. Both conventions of ``CONVENTIONS`` make the counts above; they differ in which
+thresholds make the curve and how the area is closed at FPR 1 (both range over FPR 0 to 1):
+- "georgescu", the default, as the script most published RBDC/TBDC tables use (Georgescu et al.,
+  evaluation/compute_tbdc_rbdc.py of github.com/lilygeorgescu/AED): a point (0, 0), then one point
+  per detection, taken from the highest score down (tied scores in input order: the script's sort is
+  stable), so a true positive is a vertical step and a false positive a flat one. The points with
+  FPR <= 1 are kept; when the last of them is below 1 the curve goes on flat with its last rates to
+  FPR 1. The trapezoid rule along the points in that order gives the area. FPR moves in steps of
+  1 / n_frames, so a curve that goes past 1 has a point exactly at 1 and nothing is interpolated.
+- "ssvad", as py-ssvad-metrics (github.com/qlue-dev/py-ssvad-metrics, ssvad_metrics/criteria.py):
+  the 103 thresholds np.linspace(1.01, -0.01, 103), so scores must lie in [0, 1]; the points with
+  FPR <= 1, sorted by FPR, and the trapezoid rule, with no point added at FPR 1: a curve that ends
+  at FPR 0.3 has area only up to 0.3. Scores within one 0.01 step enter together, a diagonal.
+RBDC and TBDC are fractions in [0, 1] (the paper prints percentages). Both scripts divide the false
+positives by every frame of the test set, normal ones included, so callers pass all test frames as
+``n_frames``, those no clip covers too. Not reproduced: the Georgescu script's IoU counts inclusive
+pixels (+1 on each side), and the newest py-ssvad-metrics matches connected components of a
+rasterised score map instead of boxes; the counts here follow the paper's box definitions above.
 
 Ground truth comes from one JSON file of tracks per test video (``load_region_tracks``) or from
 per-frame pixel masks, which Avenue and ShanghaiTech publish (``tracks_from_masks``,
@@ -52,9 +61,23 @@ MASK_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 TRACKS_FORMAT = '{"tracks": [[[frame, xmin, ymin, xmax, ymax], ...], ...]}'
 
 
+CONVENTIONS = {     # name -> how its curve and area are made (module docstring)
+    "georgescu": "one threshold per detection, flat to 1 false positive per frame (Georgescu et al.'s script)",
+    "ssvad": "103 fixed thresholds 1.01, 1.00, ..., -0.01, no extension to 1 false positive per frame "
+             "(py-ssvad-metrics)",
+}
+
+
+DEFAULT_CONVENTION = "georgescu"
+
+
+SSVAD_THRESHOLDS = np.linspace(1.01, -0.01, 103)  # py-ssvad-metrics' call, so the same floats
+
+
 @dataclass(frozen=True)
 class RegionCurves:
-    """One point per threshold: thresholds[0] is +inf (no detection), then the distinct scores, high to low."""
+    """One point per threshold: thresholds[0] is +inf (no detection), then the distinct scores, high to
+    low, or, per detection, every detection's score in sweep order (tied ones in input order)."""
     fpr: np.ndarray
     rbdr: np.ndarray
     tbdr: np.ndarray
@@ -87,8 +110,9 @@ def _rows(array, width, what):
     return array
 
 
-def region_curves(detections, tracks, n_frames):
-    """FPR, RBDR and TBDR at +inf and at every distinct detection score (see the module docstring).
+def region_curves(detections, tracks, n_frames, per_detection=False):
+    """FPR, RBDR and TBDR at +inf and at every distinct detection score, or with ``per_detection`` after
+    each detection in turn (see the module docstring).
 
     ``detections``: (k, 6) rows [frame, xmin, ymin, xmax, ymax, score]; ``tracks``: list of (r, 5)
     rows [frame, xmin, ymin, xmax, ymax], r >= 1; ``n_frames``: number of test frames.
@@ -104,8 +128,9 @@ def region_curves(detections, tracks, n_frames):
     det = det[np.argsort(-det[:, 5], kind="stable")]
     scores = det[:, 5]
     new = np.ones(len(det), dtype=bool)
-    new[1:] = scores[1:] != scores[:-1]
-    group = np.cumsum(new) - 1  # index of the detection's threshold among the distinct scores
+    if not per_detection:
+        new[1:] = scores[1:] != scores[:-1]
+    group = np.cumsum(new) - 1  # index of the detection's threshold among the curve's thresholds
     n_groups = int(new.sum())
 
     # Pairs (detection, region of its frame): the regions sorted by frame, each detection's slice of them.
@@ -142,7 +167,10 @@ def region_curves(detections, tracks, n_frames):
 
 
 def area_under(fpr, rate, max_fpr=1.0):
-    """Trapezoid area under the polyline through the curve's points in sweep order (module docstring)."""
+    """The "georgescu" area: trapezoids along the curve's points in sweep order up to FPR ``max_fpr``,
+    cut there by interpolation on a segment that crosses it (none does on a per-detection curve at
+    max_fpr 1: it has a point at 1), or extended flat with the last rate when the curve ends before;
+    the area is not divided by ``max_fpr``."""
     fpr, rate = np.asarray(fpr, dtype=float), np.asarray(rate, dtype=float)
     if fpr.ndim != 1 or fpr.shape != rate.shape or not fpr.size:
         raise VPCError(f"area_under needs two equal-length non-empty 1-D arrays, got {fpr.shape} and {rate.shape}")
@@ -161,10 +189,38 @@ def area_under(fpr, rate, max_fpr=1.0):
     return float(np.trapezoid(ys, xs))
 
 
-def rbdc_tbdc(detections, tracks, n_frames, max_fpr=1.0):
-    """(RBDC, TBDC) as fractions: the areas under RBDR and TBDR for FPR from 0 to ``max_fpr``."""
-    curves = region_curves(detections, tracks, n_frames)
-    return area_under(curves.fpr, curves.rbdr, max_fpr), area_under(curves.fpr, curves.tbdr, max_fpr)
+def ssvad_curves(curves, thresholds=SSVAD_THRESHOLDS):
+    """``curves`` (either kind) sampled at ``thresholds``, high to low: a detection counts at t when its
+    score is >= t."""
+    # The last point whose threshold is >= t (ties included); the +inf point, index 0, when none is.
+    at = np.searchsorted(-curves.thresholds, -np.asarray(thresholds, dtype=float), side="right") - 1
+    return RegionCurves(curves.fpr[at], curves.rbdr[at], curves.tbdr[at], np.asarray(thresholds, dtype=float))
+
+
+def ssvad_area(fpr, rate):
+    """The "ssvad" area: trapezoids through the points with FPR <= 1, in FPR order (equal FPRs in
+    sweep order), nothing added at FPR 1; 0 for fewer than two points."""
+    fpr, rate = np.asarray(fpr, dtype=float), np.asarray(rate, dtype=float)
+    keep = fpr <= 1
+    order = np.argsort(fpr[keep], kind="stable")
+    return float(np.trapezoid(rate[keep][order], fpr[keep][order]))
+
+
+def rbdc_tbdc(detections, tracks, n_frames, convention=DEFAULT_CONVENTION):
+    """(RBDC, TBDC) as fractions, the areas under RBDR and TBDR for FPR 0 to 1 by ``convention``, a
+    name of ``CONVENTIONS``."""
+    if convention == "georgescu":
+        c = region_curves(detections, tracks, n_frames, per_detection=True)
+        return area_under(c.fpr, c.rbdr), area_under(c.fpr, c.tbdr)
+    if convention == "ssvad":
+        c = region_curves(detections, tracks, n_frames)
+        scores = c.thresholds[1:]                       # the distinct scores, high to low
+        if len(scores) and (scores[-1] < 0 or scores[0] > 1):
+            raise VPCError(f"the ssvad RBDC/TBDC convention needs detection scores in [0, 1] (its fixed "
+                           f"thresholds), got {scores[-1]:.4g} to {scores[0]:.4g}; rescale them first")
+        c = ssvad_curves(c)
+        return ssvad_area(c.fpr, c.rbdr), ssvad_area(c.fpr, c.tbdr)
+    raise VPCError(f"unknown RBDC/TBDC convention {convention!r}; expected one of {', '.join(CONVENTIONS)}")
 
 
 def load_region_tracks(path):

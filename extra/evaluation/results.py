@@ -1,4 +1,6 @@
-"""TODO docstring"""
+"""A run's saved evaluation: per-frame scores (``scores.npz``) and results with the settings they
+were made with (``results.json``), read back without features or models, and the markdown report.
+"""
 import json
 import textwrap
 from dataclasses import dataclass
@@ -7,9 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from extra.errors import VPCError
-from extra.evaluation.fusion import LOCAL_FUSION
-from extra.evaluation.scores import PUBLISHED_STREAMS, VideoScores, title
+from extra.evaluation.regions import CONVENTIONS
+from extra.evaluation.scores import VideoScores
 from extra.io import atomic_path
+
+# The banks of a scores file written before files named their banks: VideoPatchCore's three.
+UNNAMED_BANKS = {"spatial": "local", "temporal": "local", "highlevel": "global"}
 
 # File names of a run's saved evaluation, inside its results folder.
 SCORES_FILE, RESULTS_FILE = "scores.npz", "results.json"
@@ -52,8 +57,8 @@ def load_results(path_npz, path_json):
             arrays = {key: data[key] for key in data.files}
     except Exception:       # a zip or array that cannot be read is damage, whatever the exception
         raise VPCError(f"{path_npz} is damaged (not a readable .npz file); {remedy}") from None
-    banks = [str(b) for b in arrays.pop("banks", PUBLISHED_STREAMS)]
-    streams = dict(zip(banks, (str(s) for s in arrays.pop("bank_streams", PUBLISHED_STREAMS.values()))))
+    banks = [str(b) for b in arrays.pop("banks", UNNAMED_BANKS)]
+    streams = dict(zip(banks, (str(s) for s in arrays.pop("bank_streams", UNNAMED_BANKS.values()))))
     if not {"names", "lengths", "labels", *banks} <= set(arrays):
         raise VPCError(f"{path_npz} is not a saved evaluation; {remedy}")
     lengths = arrays.pop("lengths")
@@ -81,9 +86,20 @@ def _weights_text(w):
     return f"a1={w['a1']}, a2={w['a2']}, b1={w['b1']}, b2={w['b2']}, sigma={w['sigma']}"
 
 
-def format_results(results, metadata=None):
-    """A short markdown report of ``evaluate``'s results."""
+def _convention_text(name):
+    if name is None:    # results saved before the convention was recorded
+        return "not recorded"
+    return f"{name}: {CONVENTIONS[name]}" if name in CONVENTIONS else name
+
+
+def format_results(results, metadata=None, titles=None):
+    """A short markdown report of ``evaluate``'s results; ``titles``: how to name each stream (its name
+    by default)."""
     metadata = metadata or {}
+
+    def title(name):
+        return (titles or {}).get(name, name)
+
     protocol, fixed = results["protocol"], results["fixed"]
     lines = []
     if metadata.get("random_weights"):
@@ -97,19 +113,18 @@ def format_results(results, metadata=None):
     lines += ["Published protocol (weights and sigma tuned on the test labels, as the paper's "
               "tables were made; micro AUROC %):", "",
               "| score | AUROC | chosen |", "|---|---|---|"]
-    rows = [(f"{title(key[:-len('_only')])} alone", key, ("sigma",)) for key in protocol if key.endswith("_only")]
-    if "total" in protocol:
-        rows[len(LOCAL_FUSION):len(LOCAL_FUSION)] = [("local (spatial+temporal)", "local", ("a1", "a2", "sigma"))]
-        rows.append(("total (local+global)", "total", ("b1", "b2", "sigma")))
-    for row_title, key, shown in rows:
-        chosen = ", ".join(f"{name}={protocol[key][name]}" for name in shown)
-        lines.append(f"| {row_title} | {_pct(protocol[key]['auroc'])} | {chosen} |")
+    for name in fixed["streams"]:        # the streams' order: banks, each fused stream after its inputs
+        key = f"{name}_only" if f"{name}_only" in protocol else name
+        if key in protocol:
+            row_title = f"{title(name)} alone" if key.endswith("_only") else title(name)
+            chosen = ", ".join(f"{field}={value}" for field, value in protocol[key].items() if field != "auroc")
+            lines.append(f"| {row_title} | {_pct(protocol[key]['auroc'])} | {chosen} |")
     protocol_weights = _weights_text(protocol["weights"]) if "weights" in protocol else "none (no fusion)"
     columns = {"protocol": protocol, "fixed": fixed}
     if "label_free" in results:
         columns["label-free"] = results["label_free"]
     lines += ["", "Per stream (AUROC %; macro = mean over videos with both classes, padded = every video "
-                  "padded with a normal frame at 0 and an anomalous one at the maximum, as AI-VAD):",
+                  "padded with a normal frame at 0 and an anomalous one at the largest float, as AI-VAD):",
               f"- protocol: weights {protocol_weights} chosen on the test labels; labels "
               f"{results['labels']['protocol']}",
               f"- fixed: weights {_weights_text(fixed['weights'])} chosen in advance; labels "
@@ -135,7 +150,8 @@ def format_results(results, metadata=None):
         lines += ["", f"Region metrics (RBDC / TBDC, Ramachandra and Jones 2020; every object a region on each "
                       f"frame of its clip, scored {regions['object_score']}): RBDC {_pct(regions['rbdc'])}%, "
                       f"TBDC {_pct(regions['tbdc'])}% ({regions['tracks']} tracks, {regions['regions']} regions, "
-                      f"{regions['detections']} detections over {regions['frames']} frames)."]
+                      f"{regions['detections']} detections over {regions['frames']} frames); area convention "
+                      f"{_convention_text(regions.get('convention'))}."]
     skipped = max(stream["macro_skipped"] for stream in fixed["streams"].values())
     if skipped:
         lines += ["", f"macro AUROC skips {skipped} single-class video(s) "

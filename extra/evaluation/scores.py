@@ -1,26 +1,13 @@
-"""TODO docstring"""
+"""Per-frame score streams of test videos with the labels of the frames they cover: what every
+method hands the evaluation (extra.evaluation.harness). A stream is named (a memory bank's name for
+VideoPatchCore) and says which kind of features it reads ("local" or "global"), which decides how
+the published protocol normalises it.
+"""
 from dataclasses import dataclass
 
 import numpy as np
 
 from extra.errors import VPCError
-from extra.evaluation.fusion import GLOBAL_FUSION, LOCAL_FUSION
-
-PUBLISHED_STREAMS = {"spatial": "local", "temporal": "local", "highlevel": "global"}
-
-
-STREAM_TITLES = {
-    "spatial": "spatial",
-    "temporal": "temporal",
-    "local": "local (spatial+temporal)",
-    "highlevel": "global (high-level)",
-    "total": "total (local+global)",
-}
-
-
-def title(name):
-    return STREAM_TITLES.get(name, name)
-
 
 @dataclass
 class VideoScores:
@@ -54,18 +41,12 @@ class VideoScores:
         """Cut a vector over all frames back into per-video pieces."""
         return np.split(x, np.cumsum(self.lengths)[:-1])
 
-    @property
-    def fusable(self):
-        """Whether the published fusion applies: its banks are all there."""
-        return all(bank in self.banks for bank in (*LOCAL_FUSION, GLOBAL_FUSION))
 
-
-def make_video_scores(per_bank, labels, names=None, streams=None, first_frames=None):
+def make_video_scores(per_bank, labels, streams, names=None, first_frames=None):
     """Check and pack per-video scores ({bank: [vector per video]}); each label vector is cut, from
     its start, to the length of its video's scores (the last ``len mod d`` frames have no score), and
     also aligned with the frames scored: from ``first_frames[v]`` (the first frame with a clip) on."""
     names = [str(i + 1) for i in range(len(labels))] if names is None else [str(x) for x in names]
-    streams = streams or PUBLISHED_STREAMS
     n = len(names)
     if n == 0:
         raise VPCError("no test video to evaluate: check the test split and the ground truth")
