@@ -7,16 +7,23 @@ import sys
 import time
 
 
-def progress(items, label, stream=None):
-    """Iterate ``items`` showing ``label`` and how far the loop has come (on stdout by default)."""
+def progress(items, label, stream=None, note=None):
+    """Iterate ``items`` showing ``label`` and how far the loop has come (on stdout by default); ``note``
+    (item -> text, called once the loop's body has run on the item) adds what the item gave."""
     stream = stream or sys.stdout
     items = list(items)
     if stream.isatty():
         from fastprogress.fastprogress import progress_bar   # slow to import: commands' --help skip it
 
-        yield from progress_bar(items, comment=label, leave=False)
+        bar = progress_bar(items, comment=label, leave=False)
+        for item in bar:
+            yield item
+            if note is not None:
+                bar.comment = f"{label}: {note(item)}"
         return
     started = time.perf_counter()
     for number, item in enumerate(items, 1):
         yield item
-        print(f"{label}: {number}/{len(items)} done ({time.perf_counter() - started:.1f} s)", file=stream, flush=True)
+        extra = "" if note is None else f", {note(item)}"
+        print(f"{label}: {number}/{len(items)} done ({time.perf_counter() - started:.1f} s){extra}", file=stream,
+              flush=True)

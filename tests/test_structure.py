@@ -4,9 +4,9 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("extra", "Memorization", "ObjectDetection")
+PACKAGES = ("extra", "Memorization", "ObjectDetection", "MNAD")
 SCRIPTS = {"fit", "score", "Memorization.run", "Memorization.reproduce", "Memorization.figures",
-           "Memorization.evaluate", "ObjectDetection.run"}
+           "Memorization.evaluate", "ObjectDetection.run", "MNAD.train", "MNAD.evaluate"}
 
 
 def module_files(root=ROOT):

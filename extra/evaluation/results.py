@@ -83,6 +83,8 @@ def _pct(value):
 
 
 def _weights_text(w):
+    if set(w) != {"a1", "a2", "b1", "b2", "sigma"}:      # another method's weights: each as it is named
+        return ", ".join(f"{key}={value}" for key, value in w.items())
     return f"a1={w['a1']}, a2={w['a2']}, b1={w['b1']}, b2={w['b2']}, sigma={w['sigma']}"
 
 
@@ -92,9 +94,10 @@ def _convention_text(name):
     return f"{name}: {CONVENTIONS[name]}" if name in CONVENTIONS else name
 
 
-def format_results(results, metadata=None, titles=None):
+def format_results(results, metadata=None, titles=None, protocol_note=None):
     """A short markdown report of ``evaluate``'s results; ``titles``: how to name each stream (its name
-    by default)."""
+    by default); ``protocol_note``: what the method's published protocol does (its MethodEvaluation's
+    ``protocol_note``; default: VideoPatchCore's wording, weights and sigma tuned on the test labels)."""
     metadata = metadata or {}
 
     def title(name):
@@ -110,8 +113,8 @@ def format_results(results, metadata=None, titles=None):
         lines += textwrap.wrap(f"settings: {settings}", width=100, break_on_hyphens=False) + [""]
     lines += [f"- test videos: {results['n_videos']}, frames: {results['n_frames']}, "
               f"anomalous frames: {results['n_anomalous_frames']}", ""]
-    lines += ["Published protocol (weights and sigma tuned on the test labels, as the paper's "
-              "tables were made; micro AUROC %):", "",
+    heading = protocol_note or "weights and sigma tuned on the test labels, as the paper's tables were made"
+    lines += [f"Published protocol ({heading}; micro AUROC %):", "",
               "| score | AUROC | chosen |", "|---|---|---|"]
     for name in fixed["streams"]:        # the streams' order: banks, each fused stream after its inputs
         key = f"{name}_only" if f"{name}_only" in protocol else name
@@ -120,13 +123,13 @@ def format_results(results, metadata=None, titles=None):
             chosen = ", ".join(f"{field}={value}" for field, value in protocol[key].items() if field != "auroc")
             lines.append(f"| {row_title} | {_pct(protocol[key]['auroc'])} | {chosen} |")
     protocol_weights = _weights_text(protocol["weights"]) if "weights" in protocol else "none (no fusion)"
+    choice = "chosen on the test labels" if protocol_note is None else f"({protocol_note})"
     columns = {"protocol": protocol, "fixed": fixed}
     if "label_free" in results:
         columns["label-free"] = results["label_free"]
     lines += ["", "Per stream (AUROC %; macro = mean over videos with both classes, padded = every video "
                   "padded with a normal frame at 0 and an anomalous one at the largest float, as AI-VAD):",
-              f"- protocol: weights {protocol_weights} chosen on the test labels; labels "
-              f"{results['labels']['protocol']}",
+              f"- protocol: weights {protocol_weights} {choice}; labels {results['labels']['protocol']}",
               f"- fixed: weights {_weights_text(fixed['weights'])} chosen in advance; labels "
               f"{results['labels']['fixed']}"]
     if "label_free" in results:

@@ -1,0 +1,225 @@
+"""MNAD checkpoints: the model's weights and its memory items in one safe file, and the official files.
+
+A checkpoint is a safetensors file: the weights under ``model.<official parameter name>``, the memory
+items under ``memory.items``, and one metadata entry holding a JSON record with sorted keys (format,
+version, the model's constructor arguments, and the settings the trainer recorded). One entry only,
+so the same checkpoint gives the same bytes (safetensors writes several in a random order). Written
+under a temporary name and renamed when complete; loading it executes no code.
+
+Loading also accepts the official files: a plain state dict in the official parameter names (a
+``.pth`` / ``.pt`` file, read with ``torch.load(..., weights_only=True)``), with the memory items from
+a separate tensor file like the official ``keys.pt``. The official Train.py pickles the whole model,
+which cannot be read without running its code; the error says how to turn it into a state dict.
+
+Every problem with a file is one VPCError line: which file, what is wrong, what to do.
+"""
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from extra.errors import FileKind, VPCError
+from extra.io import atomic_path
+from MNAD.model import FEATURE_DIM, MNAD
+
+FORMAT = "mnad-checkpoint"
+VERSION = 1
+METADATA_KEY = "mnad"
+WEIGHT_PREFIX = "model."
+ITEMS_KEY = "memory.items"
+CHECKPOINT_KIND = FileKind("MNAD checkpoint", "make it again with MNAD/train.py, or pass a state dict of the "
+                                              "official model (.pth) and its memory items (keys.pt)")
+ITEMS_KIND = FileKind("memory items file", "pass the keys.pt the official Train.py saved, or an MNAD checkpoint")
+# The parameters that tell the variant and the input size of an official state dict.
+FIRST_CONV = "encoder.moduleConv1.0.weight"
+FIRST_UPSAMPLING = "decoder.moduleUpsample4.0.weight"
+LAST_CONV = "decoder.moduleDeconv1.6.weight"
+
+
+@dataclass
+class Checkpoint:
+    """Weights in the official parameter names, the memory items (None when none were given), the
+    model's constructor arguments (``MNAD(**config)``) and the trainer's settings record."""
+
+    state: dict
+    items: object
+    config: dict
+    settings: dict = field(default_factory=dict)
+
+    def build(self):
+        """The model with these weights (on the CPU; call ``.eval()`` before testing)."""
+        model = MNAD(**self.config)
+        model.load_state_dict(self.state, strict=True)
+        return model
+
+
+def _one_line(error):
+    return " ".join(str(error).split())[:160]
+
+
+def save_checkpoint(path, model, items, settings=None):
+    """Write ``model``'s weights, ``items`` and the JSON-ready ``settings`` to ``path`` atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {WEIGHT_PREFIX + name: value.detach().cpu().contiguous().clone()
+               for name, value in model.state_dict().items()}
+    tensors[ITEMS_KEY] = items.detach().cpu().float().contiguous().clone()
+    record = {"format": FORMAT, "version": VERSION, "model": model.config(), "settings": settings or {}}
+    metadata = {METADATA_KEY: json.dumps(record, sort_keys=True)}
+    with atomic_path(path, needed_bytes=sum(t.nbytes for t in tensors.values())) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def _file_kind(path, what):
+    """"safetensors", "torch" (zip archive or legacy pickle), or None for anything else, of the file at
+    ``path``, which must exist (``what`` it should be names it otherwise)."""
+    if not path.is_file():
+        raise VPCError(f"{what} not found: {path}")
+    with open(path, "rb") as file:
+        head = file.read(9)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"
+    return None
+
+
+def _read_safetensors(path, kind):
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as opened:
+            metadata = opened.metadata() or {}
+            tensors = {key: opened.get_tensor(key) for key in opened.keys()}
+    except Exception as error:      # every parse failure means a damaged or foreign file
+        raise VPCError(f"{path} is not a readable {kind.what} (damaged, cut short, or another kind of file: "
+                       f"{_one_line(error)}); {kind.remedy}") from None
+    try:
+        record = json.loads(metadata[METADATA_KEY])
+    except (KeyError, ValueError):
+        raise VPCError(f"{path} is a safetensors file but not an MNAD checkpoint; {kind.remedy}") from None
+    if record.get("format") != FORMAT or record.get("version") != VERSION:
+        raise VPCError(f"{path} is not an MNAD checkpoint this version reads (format {record.get('format')!r}, "
+                       f"version {record.get('version')!r}; this one reads {FORMAT!r} {VERSION}); {kind.remedy}")
+    return record, tensors
+
+
+def _torch_load(path, kind):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "global" in str(error).lower():
+            raise VPCError(f"{path} holds a whole pickled model (the official Train.py saves one), which cannot be "
+                           f"read without running its code: where the official code is installed, save its "
+                           f"state dict with torch.save(torch.load(path).state_dict(), 'state.pth') and pass that "
+                           f"file") from None
+        raise VPCError(f"{path} is not a readable {kind.what} ({_one_line(error)}); {kind.remedy}") from None
+    except Exception as error:      # a cut-short archive, a bad pickle: the file is damaged
+        raise VPCError(f"{path} is not a readable {kind.what} (damaged or cut short: {_one_line(error)}); "
+                       f"{kind.remedy}") from None
+
+
+def official_state(obj, path):
+    """The official parameters out of a loaded ``.pth``: a plain state dict (or one under "state_dict"),
+    a DataParallel "module." prefix removed."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, torch.Tensor):
+        raise VPCError(f"{path} holds one tensor (memory items, like keys.pt), not the model's weights: pass it "
+                       f"as the memory items and the state dict as the model")
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise VPCError(f"{path} is not a state dict of tensors; {CHECKPOINT_KIND.remedy}")
+    state = {key[len("module."):] if key.startswith("module.") else key: value for key, value in obj.items()}
+    if FIRST_CONV not in state:
+        raise VPCError(f"{path} does not hold MNAD's parameters (no {FIRST_CONV}); {CHECKPOINT_KIND.remedy}")
+    return state
+
+
+def official_config(state, msize, path):
+    """The constructor arguments of an official state dict: the variant from its first upsampling (half
+    the channels with skips: prediction), the frame channels from its last convolution, the window
+    length from its first convolution's input channels."""
+    try:
+        n_channel = state[LAST_CONV].shape[0]
+        method = "pred" if state[FIRST_UPSAMPLING].shape[1] * 2 == state[FIRST_UPSAMPLING].shape[0] else "recon"
+        in_channels = state[FIRST_CONV].shape[1]
+    except (KeyError, IndexError) as error:
+        raise VPCError(f"{path} lacks MNAD's parameter {error}; {CHECKPOINT_KIND.remedy}") from None
+    if in_channels % n_channel or (method == "recon" and in_channels != n_channel):
+        raise VPCError(f"{path}: its first convolution reads {in_channels} channels, no window of "
+                       f"{n_channel}-channel frames; {CHECKPOINT_KIND.remedy}")
+    t_length = in_channels // n_channel + 1 if method == "pred" else 1
+    return {"method": method, "n_channel": n_channel, "t_length": t_length, "msize": msize,
+            "fdim": FEATURE_DIM, "mdim": FEATURE_DIM}
+
+
+def check_state(state, config, path):
+    """Refuse a state dict that does not fit ``MNAD(**config)``: missing, unknown or misshapen parameters."""
+    try:
+        with torch.device("meta"):      # shapes only: nothing allocated
+            expected = {name: tuple(value.shape) for name, value in MNAD(**config).state_dict().items()}
+    except (TypeError, VPCError) as error:      # model arguments MNAD does not take, or refuses
+        raise VPCError(f"{path} is damaged (its model settings are not MNAD's: {_one_line(error)}); "
+                       f"{CHECKPOINT_KIND.remedy}") from None
+    missing = [name for name in expected if name not in state]
+    unknown = [name for name in state if name not in expected]
+    misshapen = [name for name in expected if name in state and tuple(state[name].shape) != expected[name]]
+    for problem, names in (("lacks", missing), ("has unknown parameters such as", unknown),
+                           ("has parameters of the wrong shape such as", misshapen)):
+        if names:
+            raise VPCError(f"{path} {problem} {names[0]} ({len(names)} in all) for an MNAD {config['method']} "
+                           f"model; {CHECKPOINT_KIND.remedy}")
+
+
+def check_items(items, path, kind=ITEMS_KIND):
+    """Memory items as the model reads them: a 2-D float tensor of 512 columns -> float32, on the CPU."""
+    if not isinstance(items, torch.Tensor) or items.ndim != 2 or items.shape[1] != FEATURE_DIM \
+            or not items.is_floating_point() or items.shape[0] < 2:
+        shape = tuple(items.shape) if isinstance(items, torch.Tensor) else type(items).__name__
+        raise VPCError(f"{path} does not hold memory items (a (M, {FEATURE_DIM}) float tensor with M >= 2, got "
+                       f"{shape}); {kind.remedy}")
+    return items.detach().cpu().float().contiguous()
+
+
+def load_items(path):
+    """Memory items from a tensor file like the official keys.pt, or from an MNAD checkpoint."""
+    path = Path(path)
+    kind = _file_kind(path, "memory items file")
+    if kind == "safetensors":
+        _, tensors = _read_safetensors(path, ITEMS_KIND)
+        return check_items(tensors.get(ITEMS_KEY), path)
+    if kind == "torch":
+        return check_items(_torch_load(path, ITEMS_KIND), path)
+    raise VPCError(f"{path} is neither a torch tensor file nor an MNAD checkpoint (damaged or another kind of "
+                   f"file); {ITEMS_KIND.remedy}")
+
+
+def load_checkpoint(path, items_path=None):
+    """A Checkpoint from an MNAD checkpoint or an official state dict; ``items_path`` (a keys.pt-like
+    file) gives or replaces the memory items. Every parameter is checked against the model it builds."""
+    path = Path(path)
+    kind = _file_kind(path, "MNAD checkpoint")
+    if kind == "safetensors":
+        record, tensors = _read_safetensors(path, CHECKPOINT_KIND)
+        state = {key[len(WEIGHT_PREFIX):]: value for key, value in tensors.items() if key.startswith(WEIGHT_PREFIX)}
+        items = check_items(tensors[ITEMS_KEY], path, CHECKPOINT_KIND) if ITEMS_KEY in tensors else None
+        config, settings = record.get("model"), record.get("settings", {})
+        if not isinstance(config, dict) or not isinstance(settings, dict):
+            raise VPCError(f"{path} is damaged (its settings record cannot be read); {CHECKPOINT_KIND.remedy}")
+    elif kind == "torch":
+        state, items, settings = official_state(_torch_load(path, CHECKPOINT_KIND), path), None, {}
+        config = None
+    else:
+        raise VPCError(f"{path} is neither an MNAD checkpoint nor a torch state dict (damaged or another kind of "
+                       f"file); {CHECKPOINT_KIND.remedy}")
+    if items_path is not None:
+        items = load_items(items_path)
+    if config is None:
+        config = official_config(state, 10 if items is None else items.shape[0], path)
+    elif items is not None:
+        config = {**config, "msize": items.shape[0]}
+    check_state(state, config, path)
+    return Checkpoint(state, items, config, settings)

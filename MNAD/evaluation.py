@@ -1,0 +1,142 @@
+"""MNAD's test loop as the official Evaluate.py does it (MNAD/SPEC.md, section 7), evaluated by the harness
+every method shares (extra.evaluation).
+
+One window at a time, the test videos in order: the frame's PSNR and feature compactness distance, and the
+memory items, cloned once from the trained ones, updated online whenever the frame's point score is
+below ``--th``, carried from frame to frame and from video to video (``--reset_memory_per_video``
+restarts each video). Per video the labels of the frames scored (a window scores its last frame), then
+micro, macro and padded macro AUROC of the PSNR, the distance and the total in two columns: the published
+protocol and alpha fixed in advance (the same alpha: MNAD's protocol tunes nothing on the test labels).
+There is no label-free column yet for MNAD.
+"""
+import hashlib
+import time
+
+import numpy as np
+
+from extra.datasets import labelled_test_videos
+from extra.device import default_device, device_description
+from extra.errors import VPCError
+from extra.evaluation.harness import evaluate
+from extra.evaluation.results import RESULTS_FILE, SCORES_FILE, SavedEvaluation, format_results, save_results
+from extra.evaluation.scores import make_video_scores
+from extra.progress import progress
+from MNAD.checkpoints import load_checkpoint
+from MNAD.data import Windows
+from MNAD.model import score_window
+from MNAD.options import MODEL_FILE
+from MNAD.scoring import STREAMS, TITLES, MNADWeights, cut_labels, mnad_evaluation, mnad_streams
+from MNAD.training import lock
+
+LABEL_FREE_NOTE = "label-free: not yet for MNAD"
+# The score figures' lines (extra.evaluation.curves): stream -> (colour, legend label).
+STYLES = {"psnr": ("tab:blue", "1 - PSNR' (per video)"), "distance": ("tab:orange", "feature distance' (per video)"),
+          "total": ("black", "total")}
+
+
+def _digest(*paths):
+    digest = hashlib.sha256()
+    for path in paths:
+        if path is not None:
+            with open(path, "rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:10]
+
+
+def model_of(config):
+    """The checkpoint to evaluate (--model_dir and --m_items_dir, else the run's own model) and the folder
+    its results go to."""
+    if config.model_dir is None:
+        path = config.run_dir / MODEL_FILE
+        if not path.is_file():
+            raise VPCError(f"MNAD checkpoint not found: {path}; train it first with MNAD/train.py and the same flags "
+                           f"(or pass --model_dir)")
+        return load_checkpoint(path), config.run_dir / config.results_name()
+    checkpoint = load_checkpoint(config.model_dir, config.m_items_dir)
+    if checkpoint.items is None:
+        raise VPCError(f"{config.model_dir} holds no memory items: pass them with --m_items_dir (the official keys.pt)")
+    found = {"method": checkpoint.config["method"], "t_length": checkpoint.config["t_length"]}
+    if found != {"method": config.method, "t_length": config.t_length}:
+        raise VPCError(f"{config.model_dir} holds an MNAD {found['method']} model of windows of {found['t_length']} "
+                       f"frames: pass --method {found['method']} --t_length {found['t_length']}")
+    folder = config.mnad_dir / f"given_{_digest(config.model_dir, config.m_items_dir)}"
+    return checkpoint, folder / config.results_name(given_model=True)
+
+
+def score_videos(model, items, videos, config, device):
+    """Per test video, the PSNR and compactness distance of every window's scored frame, in order."""
+    windows = Windows(videos, config.t_length, config.h, config.w)
+    per_video, index, trained = {"psnr": [], "distance": []}, 0, items
+    for v in progress(range(len(videos)), "MNAD test videos"):
+        if config.reset_memory_per_video:
+            items = trained.clone()
+        psnr, distance = [], []
+        for _ in range(windows.windows_of(v)):
+            frame = score_window(model, windows[index][None].to(device), items, config.th, config.update_norm)
+            items, index = frame.items, index + 1
+            psnr.append(frame.psnr)
+            distance.append(frame.distance)
+        per_video["psnr"].append(np.asarray(psnr))
+        per_video["distance"].append(np.asarray(distance))
+    return per_video
+
+
+def settings_of(config, checkpoint):
+    """The settings a results file records: the run's training settings, or for a model given with
+    --model_dir those the evaluation reads it with."""
+    if config.model_dir is None:
+        return config.training_record()
+    return {"dataset": config.dataset, "method": config.method, "t_length": config.t_length,
+            "msize": checkpoint.config["msize"], "h": config.h, "w": config.w, "update_norm": config.update_norm}
+
+
+def evaluate_run(config):
+    """Score the test videos, evaluate, save and print; returns the results (a dict)."""
+    videos, labels = labelled_test_videos(config.settings, config.data_root, config.t_length)
+    if not videos:
+        raise VPCError(f"no test video has the {config.t_length} frames one window needs (--t_length)")
+    for video in videos:
+        if video.n_frames == config.t_length:
+            raise VPCError(f"test video {video.source} has {video.n_frames} frames, one window of --t_length "
+                           f"{config.t_length}: MNAD min-maxes each video's scores, which needs 2 windows or more")
+    with lock(config):
+        return _evaluate_run(config, videos, labels)
+
+
+def _evaluate_run(config, videos, labels):
+    checkpoint, out = model_of(config)
+    device = default_device()
+    model = checkpoint.build().to(device).eval()
+    started = time.perf_counter()
+    per_video = score_videos(model, checkpoint.items.to(device).clone(), videos, config, device)
+    seconds = time.perf_counter() - started
+    for stream, vectors in per_video.items():
+        for video, x in zip(videos, vectors):
+            if x.max() == x.min():      # the official code would divide 0 by 0 here
+                raise VPCError(f"test video {video.name}: its {stream} is the same on all {len(x)} frames scored, "
+                               f"so MNAD's per-video min-max normalisation is undefined")
+    cut = [cut_labels(labels[video.name], config.t_length, video.first_frame) for video in videos]
+    scores = make_video_scores(per_video, cut, STREAMS, [video.name for video in videos])
+    weights = MNADWeights(config.alpha)
+    method = mnad_evaluation(config.alpha)
+    results = evaluate(scores, method, weights)
+    n_frames = int(sum(len(x) for x in per_video["psnr"]))
+    metadata = {"model_family": "MNAD", **settings_of(config, checkpoint), **config.evaluation_record(),
+                "model": str(config.model_dir or config.run_dir / MODEL_FILE),
+                **({"m_items": str(config.m_items_dir)} if config.m_items_dir else {}),
+                "device": device_description(device), "test_frames_per_second": round(n_frames / seconds, 2),
+                "label_free": "not yet for MNAD"}
+    fused = {name: scores.split(x) for name, x in mnad_streams(scores, weights).items()}
+    save_results(out / SCORES_FILE, out / RESULTS_FILE, scores, results, metadata, fused=fused)
+    print(format_results(results, metadata, TITLES, method.protocol_note) + LABEL_FREE_NOTE, flush=True)
+    print(f"scored {n_frames} test frames in {seconds:.1f} s ({n_frames / seconds:.2f} frames/s)", flush=True)
+    print(f"scores and results: {out}", flush=True)
+    if config.figures:
+        from extra.evaluation.curves import score_figures   # matplotlib, only when figures are asked for
+
+        saved = SavedEvaluation(scores, fused, results, metadata)
+        written = score_figures(saved, fused, out, config.dataset, STYLES)
+        print(f"{len(written)} score figures: {out / 'scores'}", flush=True)
+    return results
+
