@@ -18,6 +18,7 @@ from extra.errors import VPCError, run_main  # noqa: E402
 
 
 def build_parser():
+    from Memorization.cli import add_precision_argument
     from ObjectDetection.options import DETECTORS, YOLO
 
     parser = OneLineErrorParser(description=__doc__.splitlines()[0])
@@ -29,6 +30,7 @@ def build_parser():
     add_bool_flag(parser, "--video_out", False, "also write an annotated MP4 per input")
     parser.add_argument("--gt", default=None, help="ground truth of a single input: .npy labels or an avenue.mat")
     parser.add_argument("--gt_video", type=int, default=1, help="which entry of the avenue.mat (1-based, default 1)")
+    add_precision_argument(parser, None, "the model file's; another one scores features its banks were not made of")
     return parser
 
 
@@ -40,6 +42,8 @@ def main(argv=None):
 
     # The inputs are checked before the model code loads (seconds); their clip length comes from the model.
     readers = [ClipReader(source, None, args.live) for source in args.inputs]
+    from extra.errors import warn
+    from Memorization.encoders.loader import model_backbone
     from Memorization.footage.live import FootageScorer
     from Memorization.footage.outputs import ground_truth_labels, score_source
     from Memorization.model import VideoPatchCore
@@ -48,7 +52,12 @@ def main(argv=None):
     labels = ground_truth_labels(args.gt, args.gt_video) if args.gt else None
     for reader in readers:
         reader.consecutive = model.method.consecutive
-    scorer = FootageScorer(model, args.detector)
+    backbone = None
+    if args.precision not in (None, model.method.precision):
+        warn(f"--precision {args.precision} overrides the model's {model.method.precision}: its banks were made of "
+             f"{model.method.precision} features, so scores and alarms shift a little from what fit.py calibrated")
+        backbone = model_backbone(model, precision=args.precision)
+    scorer = FootageScorer(model, args.detector, backbone)
     for reader in readers:
         summary = score_source(scorer, reader, Path(args.out_dir), args.video_out, labels)
         print(summary.line(), flush=True)

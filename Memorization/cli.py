@@ -11,8 +11,8 @@ from extra.evaluation.fusion import DEFAULT_FALSE_ALARM_RATE, GLOBAL_FUSION, LOC
 from Memorization.banks.specs import BANKS
 from Memorization.encoders.registry import DEFAULT_ENCODER, ENCODER_NAMES
 from Memorization.options import (
-    BANK_ORDERS, COMPRESSIONS, NORMALIZATIONS, PUBLISHED_BANKS, SEARCHES, TEMPORAL_POOLING, MemorizationRun,
-    MethodConfig,
+    BANK_ORDERS, COMPRESSIONS, NORMALIZATIONS, PRECISIONS, PUBLISHED_BANKS, SEARCHES, TEMPORAL_POOLING,
+    MemorizationRun, MethodConfig,
 )
 
 
@@ -58,6 +58,14 @@ def add_backbone_arguments(parser):
                         help="local CLIP weights file (OpenAI's archive or a state dict) instead of CLIP's cache")
     add_bool_flag(parser, "--random_weights", False,
                   "use seeded RANDOM backbone weights (tests, demos without weights; results are marked)")
+    add_precision_argument(parser)
+
+
+def add_precision_argument(parser, default=PRECISIONS[0], default_text="exact, the published code's arithmetic"):
+    parser.add_argument("--precision", default=default, choices=PRECISIONS,
+                        help=f"the encoder's arithmetic (default: {default_text}): exact, bf16 (CUDA, or a CPU with "
+                             f"AVX512-BF16 or AMX) or fp16 (CUDA), faster with features within about 1 %%, in "
+                             f"feature files and banks of their own (README, Speed)")
 
 
 def add_evaluation_arguments(parser):
@@ -144,7 +152,8 @@ def method_from_args(args, context):
         temporal_pooling=args.temporal_pooling, absolute_difference=args.absolute_difference,
         bank_order=args.bank_order, normalization=args.normalization,
         compression=args.compression, compression_seed=args.compression_seed,
-        backbone=args.clip_weights or args.backbone, random_weights=args.random_weights, search=args.search)
+        backbone=args.clip_weights or args.backbone, random_weights=args.random_weights, search=args.search,
+        precision=args.precision)
 
 
 def resolve_run(args):

@@ -25,7 +25,7 @@ from extra.sharding import WorkerModel, map_videos
 from extra.store import clip_key, is_empty_clip, is_finished, open_clip_file, write_clip_file
 from extra.workdir import OBJECT_BATCHES
 from Memorization.banks.specs import STREAMS
-from Memorization.options import COMPRESSIONS, NORMALIZATIONS
+from Memorization.options import COMPRESSIONS, NORMALIZATIONS, precision_record
 
 # CLIP's own input normalisation (clip.clip._transform), on RGB in [0, 1].
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -189,7 +189,8 @@ def backbone_record(backbone):
 
 def feature_record(stream, method, backbone):
     """What a stream's feature files depend on (recorded in each); ``backbone``: its record fields."""
-    return {"dataset": method.dataset, "consecutive": method.consecutive, **backbone, **stream.record(method)}
+    return {"dataset": method.dataset, "consecutive": method.consecutive, **backbone,
+            **precision_record(method.precision), **stream.record(method)}
 
 
 def extraction_time(path, kind):

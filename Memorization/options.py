@@ -32,6 +32,10 @@ COMPRESSIONS = ("split", "head", "random")
 SEARCHES = ("exact", "faiss-flat", "faiss-ivf")
 # The figures of a run (figures.py --figures; Memorization.paper.plots draws them).
 FIGURES = ("scores", "objects", "tsne")
+# How the encoder computes (Memorization.encoders.contract.compute_dtype): exactly as the published code
+# (default), or in bfloat16 / float16 (faster, features within about 1 %; README, Speed). Everything after
+# the encoder (features stored in float32, coresets, search) is the same for every precision.
+PRECISIONS = ("exact", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class MethodConfig:
     backbone: str = "RN101"          # encoder name (Memorization.encoders.registry), or a weights file
     random_weights: bool = False
     search: str = SEARCHES[0]       # scores' nearest-neighbour search (not the banks': coresets are exact)
+    precision: str = PRECISIONS[0]   # the encoder's arithmetic: its features, banks and files are its own
 
     def __post_init__(self):
         object.__setattr__(self, "banks", tuple(self.banks))     # JSON gives a list back
@@ -64,18 +69,32 @@ class MethodConfig:
     @property
     def local_folder(self):
         """Name of the l_features/<dataset>/ folder: c' for split pooling (the authors' path),
-        c'_<compression> for the ablations, so their features and banks never meet the default's."""
-        return local_folder(self.cnl_pool, self.compression)
+        c'_<compression> for the ablations, then _<precision> for a fast encoder, so their features and banks
+        never meet the default's."""
+        return local_folder(self.cnl_pool, self.compression, self.precision)
 
     @property
     def global_folder(self):
         """Name of the g_features/<dataset>/ folder: c' (the authors' path, although the global stream
-        does not depend on c' nor on the compression), c'_<normalization> for CLIP's normalisation."""
-        return str(self.cnl_pool) if self.normalization == NORMALIZATIONS[0] else f"{self.cnl_pool}_{self.normalization}"
+        does not depend on c' nor on the compression), c'_<normalization> for CLIP's normalisation, then
+        _<precision> for a fast encoder."""
+        return "_".join([str(self.cnl_pool)] + [self.normalization] * (self.normalization != NORMALIZATIONS[0])
+                        + precision_tags(self.precision))
 
 
-def local_folder(cnl_pool, compression):
-    return str(cnl_pool) if compression == COMPRESSIONS[0] else f"{cnl_pool}_{compression}"
+def local_folder(cnl_pool, compression, precision=PRECISIONS[0]):
+    return "_".join([str(cnl_pool)] + [compression] * (compression != COMPRESSIONS[0]) + precision_tags(precision))
+
+
+def precision_tags(precision):
+    """The name a fast encoder's files carry (none for the exact one, so its files keep the authors' names)."""
+    return [] if precision == PRECISIONS[0] else [precision]
+
+
+def precision_record(precision):
+    """What feature files and banks record about the encoder's arithmetic: nothing when exact (so the
+    authors' files and earlier ones still match), the precision otherwise."""
+    return {} if precision == PRECISIONS[0] else {"precision": precision}
 
 
 @dataclass(frozen=True)
@@ -120,7 +139,7 @@ def run_tags(method):
         tags.append("concatfirst")
     if method.search != SEARCHES[0]:
         tags.append(method.search)
-    return tags
+    return tags + precision_tags(method.precision)
 
 
 def temporal_tags(method):
@@ -135,10 +154,13 @@ def temporal_tags(method):
 
 def method_record(method):
     """The method as files record it (asdict): ``banks`` only where the run has other banks than the
-    published three, so the files of the published method stay as they were."""
+    published three, ``precision`` only for a fast encoder, so the files of the published method stay
+    as they were."""
     record = asdict(method)
     if method.banks == PUBLISHED_BANKS:
         del record["banks"]
+    if method.precision == PRECISIONS[0]:
+        del record["precision"]
     return record
 
 

@@ -30,14 +30,9 @@ about 2 minutes on 2 idle CPU threads; the full run (40-frame videos, Avenue's c
 """
 import argparse
 import contextlib
-import dataclasses
-import functools
-import io
-import shutil
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from unittest import mock
 
@@ -45,104 +40,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cv2  # noqa: E402
 import torch  # noqa: E402
-from clip.model import ModifiedResNet, convert_weights  # noqa: E402
-from measure import timed  # noqa: E402
+from measure import (  # noqa: E402
+    ENCODER,
+    OfficialTower,
+    StepTimer,
+    TimedBackbone,
+    best_seconds,
+    cdist_scores,
+    demo_data,
+    fresh_work,
+    official_computation,
+    python_greedy,
+    quiet,
+    timed,
+)
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import extra.datasets  # noqa: E402
-import Memorization.banks.coreset  # noqa: E402
-import Memorization.banks.scores  # noqa: E402
 import Memorization.encoders.registry  # noqa: E402
 import Memorization.pipeline  # noqa: E402
-from extra.cli import RunContext  # noqa: E402
 from extra.config import DATASETS  # noqa: E402
 from extra.device import device_description  # noqa: E402
-from extra.evaluation.fusion import FusionWeights  # noqa: E402
-from extra.make_demo import make_demo  # noqa: E402
 from extra.store import ClipFile, ClipFileWriter  # noqa: E402
 from Memorization import features  # noqa: E402
 from Memorization.banks.coreset import greedy_coreset_indices  # noqa: E402
 from Memorization.banks.scores import object_scores  # noqa: E402
-from Memorization.encoders.clip_resnet import ARCHITECTURES, INPUT_SIZE  # noqa: E402
+from Memorization.encoders.clip_resnet import INPUT_SIZE  # noqa: E402
 from Memorization.model import VideoPatchCore  # noqa: E402
-from Memorization.options import (  # noqa: E402
-    PUBLISHED_BANKS,
-    MemorizationRun,
-    MethodConfig,
-)
 from Memorization.pipeline import run_memorization  # noqa: E402
-from ObjectDetection.pipeline import DetectionOptions, run_object_detection  # noqa: E402
 
 SIZE = INPUT_SIZE
 
 
-# --- the step timer ------------------------------------------------------------------------------------
-
-class StepTimer:
-    """Seconds per named step of wrapped calls: self time (nested wrapped calls subtracted) and
-    inclusive time (counted once when a step is nested in itself)."""
-
-    def __init__(self):
-        self.own, self.inclusive, self.calls, self.stack = defaultdict(float), defaultdict(float), defaultdict(int), []
-
-    @contextlib.contextmanager
-    def step(self, name):
-        frame = [name, 0.0]                      # [step, time of the wrapped calls nested in it]
-        self.stack.append(frame)
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = time.perf_counter() - start
-            self.stack.pop()
-            self.own[name] += elapsed - frame[1]
-            self.calls[name] += 1
-            if all(outer[0] != name for outer in self.stack):
-                self.inclusive[name] += elapsed
-            if self.stack:
-                self.stack[-1][1] += elapsed
-
-    def timed(self, name, function):
-        @functools.wraps(function)
-        def call(*args, **kwargs):
-            with self.step(name):
-                return function(*args, **kwargs)
-        return call
-
-    def timed_context(self, name, function):
-        """A context-manager factory whose entering and leaving count to ``name`` (not its body)."""
-        @contextlib.contextmanager
-        def call(*args, **kwargs):
-            manager = function(*args, **kwargs)
-            with self.step(name):
-                value = manager.__enter__()
-            try:
-                yield value
-            except BaseException as error:
-                manager.__exit__(type(error), error, error.__traceback__)
-                raise
-            with self.step(name):
-                manager.__exit__(None, None, None)
-        return call
-
-
-class TimedBackbone(torch.nn.Module):
-    """The backbone with every forward call timed as the "encoder forward" step."""
-
-    def __init__(self, backbone, timer):
-        super().__init__()
-        self.backbone, self.timer, self.images = backbone, timer, 0
-        self.device, self.name, self.random_weights = backbone.device, backbone.name, backbone.random_weights
-        self.layout = backbone.layout
-        self.description, self.identity = backbone.description, backbone.identity
-
-    def forward(self, images):
-        self.images += images.shape[0]
-        with self.timer.step(ENCODER):
-            return self.backbone(images)
-
-
-ENCODER = "encoder forward"
 # (owner, attribute, step): the library calls timed in the stage; order = the table's order.
 STEPS = (
     (Memorization.encoders.registry, "load_backbone", "backbone load (random RN101, fp16-rounded, folded)"),
@@ -184,103 +113,7 @@ def instrumented(timer, stack, encoders):
         stack.enter_context(mock.patch.object(owner, attribute, wrapper))
 
 
-# --- the official computation, reimplemented from SPEC.md ----------------------------------------------
-
-class OfficialTower(torch.nn.Module):
-    """CLIP's whole ModifiedResNet (RN101: layer4, attention pool) holding the taps' weights up to
-    layer3 (the rest random), BatchNorm unfolded, with hooks keeping the layer2 and layer3 outputs,
-    as the official code taps them; it answers to the library as a backbone does."""
-
-    def __init__(self, taps):
-        super().__init__()
-        layers, width = ARCHITECTURES["RN101"]
-        self.tower = ModifiedResNet(layers=(*layers, 3), output_dim=512, heads=width * 32 // 64,
-                                    input_resolution=SIZE, width=width)
-        convert_weights(self.tower)
-        self.tower.float().eval()
-        self.tower.load_state_dict(taps.state_dict(), strict=False)
-        self.taps = {}
-        for name in ("layer2", "layer3"):
-            getattr(self.tower, name).register_forward_hook(
-                lambda _, __, out, name=name: self.taps.__setitem__(name, out))
-        self.device, self.name, self.random_weights = taps.device, taps.name, taps.random_weights
-        self.layout = taps.layout
-        self.description, self.identity = taps.description, taps.identity
-
-    def forward(self, images):
-        self.tower(images.type(self.tower.conv1.weight.dtype))
-        return self.taps["layer2"].float(), self.taps["layer3"].float()
-
-
-def cdist_scores(patches, n_objects, bank, power=1, **_):
-    """The official per-object loop: each object's max over patches of the min cdist to the bank."""
-    if n_objects == 0:
-        return patches.new_zeros(0)
-    return torch.stack([torch.cdist(rows, bank).min(dim=1).values.max() ** power
-                        for rows in patches.view(n_objects, -1, patches.shape[1])])
-
-
-def python_greedy(points, n_select, *_):
-    """The official-style greedy coreset: distances to the newest centre with torch.linalg.norm, a
-    running min vector, the argmax taken to Python every step."""
-    chosen = [0]
-    nearest = torch.linalg.norm(points - points[0], dim=1)
-    for _ in range(max(n_select, 1) - 1):
-        index = int(torch.argmax(nearest))
-        chosen.append(index)
-        nearest = torch.minimum(nearest, torch.linalg.norm(points - points[index], dim=1))
-    return torch.tensor(chosen)
-
-
-@contextlib.contextmanager
-def official_computation():
-    """The stage's encoder, scoring and coreset replaced by the official code's, for its duration."""
-    load = Memorization.encoders.registry.load_backbone
-
-    def load_official(*args, **kwargs):
-        return OfficialTower(load(*args, **{**kwargs, "form": "published"}))
-
-    with mock.patch.object(Memorization.encoders.registry, "load_backbone", load_official), \
-            mock.patch.object(Memorization.banks.scores, "object_scores", cdist_scores), \
-            mock.patch.object(Memorization.banks.coreset, "greedy_coreset_indices", python_greedy):
-        yield
-
-
 # --- 1 and 2. the Memorization stage both ways, ours step by step -------------------------------------
-
-def demo_data(root, args):
-    """The generated dataset with objects detected, and a run of the published method (random
-    weights, no label-free calibration) in ``root / work``."""
-    settings, d = DATASETS["avenue"], args.consecutive
-    make_demo(root / "data", "avenue", seed=0, n_train=args.videos, n_test=args.videos, n_frames=args.n_frames,
-              width=args.width, height=args.height)
-    context = RunContext(settings=settings, consecutive=d, data_root=root / "data", work_dir=root / "work")
-    run_object_detection(context, DetectionOptions(detector="motion"))
-    method = MethodConfig(settings.name, d, settings.cnl_pool, settings.pool_for_sm,
-                          settings.power_n, ratios=dict.fromkeys(PUBLISHED_BANKS, args.ratio),
-                          backbone="RN101", random_weights=True)
-    return MemorizationRun(context, method, FusionWeights.chosen(0.5, 0.5, 0), label_free=False)
-
-
-@contextlib.contextmanager
-def quiet():
-    """The library's progress lines and results kept out of the report (shown if something fails)."""
-    log = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            yield
-    except BaseException:
-        print(log.getvalue(), file=sys.stderr)
-        raise
-
-
-def fresh_work(run, name):
-    """The same run in a copy of its working directory as detection left it (features, banks and
-    results made anew)."""
-    work_dir = run.context.work_dir.parent / name
-    shutil.copytree(run.context.work_dir, work_dir)
-    return dataclasses.replace(run, context=dataclasses.replace(run.context, work_dir=work_dir))
-
 
 def timed_stage(run, stack_setup):
     """(seconds, results, StepTimer, images through the encoder) of the stage run under ``stack_setup``."""
@@ -326,17 +159,6 @@ def print_breakdown(stage, timer):
 
 
 # --- 3. encoder throughput against the matrix-product rate -----------------------------------------
-
-def best_seconds(function, repeats):
-    """Best wall time of ``repeats`` calls, after one warm-up call."""
-    function()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
 
 def matmul_gflops(n=2048, repeats=5):
     a, b = torch.randn(n, n), torch.randn(n, n)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On a machine with CUDA: the CUDA-only tests, then the pipeline's frames per second on generated
-# ShanghaiTech-shaped data at the coreset ratios of the paper's Table 6, beside the paper's FPS.
+# ShanghaiTech-shaped data at the coreset ratios of the paper's Table 6, beside the paper's FPS, a column per
+# precision (exact, fp16, bf16), then the fast precisions' speed and AUROC cost (bench_precision.py --quick).
 #   bash benchmarks/gpu_check.sh [python]        (default: the project's .venv, else python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,3 +10,4 @@ PYTHON=${1:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 PYTHONUNBUFFERED=1 "$PYTHON" benchmarks/bench_gpu.py "${@:2}"
+PYTHONUNBUFFERED=1 "$PYTHON" benchmarks/bench_precision.py --quick

@@ -1,9 +1,11 @@
-"""What only a GPU can show: the fp16 encoder, the coreset and the nearest-neighbour search on CUDA
-against the CPU. Skipped without CUDA; ``benchmarks/gpu_check.sh`` runs them on a GPU machine.
+"""What only a GPU can show: the fp16 encoder, the fast precisions (--precision fp16 / bf16), the coreset
+and the nearest-neighbour search on CUDA against the CPU. Skipped without CUDA; ``benchmarks/gpu_check.sh``
+runs them on a GPU machine.
 
 Tolerances: the fp16 encoder's taps within 1e-2 relative (root mean square of the difference over
-that of the taps) of the float32 CPU taps, folded or not; coreset indices identical; nearest
-distances within 1e-6 relative of the CPU's.
+that of the taps) of the float32 CPU taps, folded or not, and at --precision fp16; the bfloat16 ones
+(--precision bf16) within 2e-2; coreset indices identical; nearest distances within 1e-6 relative of
+the CPU's.
 """
 import pytest
 import torch
@@ -35,6 +37,22 @@ def test_fp16_encoder_on_cuda_matches_the_cpu(images, form):
     for tap, reference in zip(taps, expected):
         assert tap.dtype == torch.float32 and tap.is_cuda
         assert relative_rms(tap, reference) < 1e-2
+
+
+@pytest.mark.parametrize("precision, dtype, tolerance",
+                         [("fp16", torch.float16, 1e-2), ("bf16", torch.bfloat16, 2e-2)])
+def test_fast_precisions_on_cuda_match_the_cpu(images, precision, dtype, tolerance):
+    if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip("no bfloat16 tensor cores on this GPU (--precision bf16 is refused here)")
+    cpu = load_backbone("RN101", device="cpu", random_weights=True)
+    cuda = load_backbone("RN101", device="cuda", random_weights=True, precision=precision)
+    assert cuda.folded and cuda.conv1.weight.dtype == dtype and cuda.identity() == cpu.identity()
+    with torch.no_grad():
+        expected = cpu(images)
+        taps = cuda(images.cuda())
+    for tap, reference in zip(taps, expected):
+        assert tap.dtype == torch.float32 and tap.is_cuda
+        assert relative_rms(tap, reference) < tolerance
 
 
 def test_coreset_on_cuda_chooses_the_cpu_indices():

@@ -20,7 +20,7 @@ from typing import Callable
 
 from extra.errors import VPCError
 from extra.evaluation.fusion import FUSED_TITLES
-from Memorization.options import PUBLISHED_BANKS, compression_record, temporal_tags
+from Memorization.options import PUBLISHED_BANKS, compression_record, precision_record, temporal_tags
 
 FEATURES_REMEDY = ("run Memorization/run.py with the same flags (and --save_feature=True) to extract them; "
                    "it needs the object batches of ObjectDetection/run.py")
@@ -148,7 +148,7 @@ def bank_record(spec, method, backbone):
     """The settings a memory bank depends on (recorded beside it); ``backbone``: its record fields."""
     return {"dataset": method.dataset, "consecutive": method.consecutive, "ratio": float(method.ratios[spec.name]),
             "random_projection": method.random_projection, "eps_coreset": method.eps_coreset,
-            "bank_order": method.bank_order, "seed": method.seed, **backbone,
+            "bank_order": method.bank_order, "seed": method.seed, **backbone, **precision_record(method.precision),
             **STREAMS[spec.stream].record(method), **spec.record(method)}
 
 

@@ -13,15 +13,16 @@ upsampling adds no information and four times the local feature files. Spatial p
 default p = 4 gives 3 x 3). The global stream pools to 14 x 14 as for RN101.
 
 Loading, fp16 rounding and compute follow ``clip.load`` as the ResNets do (``contract``): on CUDA fp16
-(the taps cast to float32), on the CPU float32 with the fp16-rounded weights. Random weights only when
-asked for, marked as the ResNets' are.
+(the taps cast to float32), on the CPU float32 with the fp16-rounded weights; ``precision="bf16"`` /
+``"fp16"`` casts the same weights CLIP keeps in fp16 on CUDA to that type (LayerNorms stay float32, as
+CLIP's). Random weights only when asked for, marked as the ResNets' are.
 """
 import torch
 from clip.model import VisionTransformer
 
 from extra.errors import VPCError
 from Memorization.encoders.contract import (
-    Encoder, TapLayout, fp16_rounded, load_weights, place, seeded, visual_weights,
+    Encoder, TapLayout, compute_dtype, computing_in, fp16_rounded, load_weights, place, seeded, visual_weights,
 )
 
 # (patch size, width, input side) of the named architectures (CLIP's build_model infers the same).
@@ -65,11 +66,13 @@ class ViTTaps(Encoder):
         return tuple(taps)
 
 
-def finish(model, device=None, form="auto"):
-    """``contract.place``: fp16 compute on CUDA, float32 with the rounded values on the CPU."""
+def finish(model, device=None, form="auto", precision="exact"):
+    """``contract.place``: fp16 compute on CUDA, float32 with the rounded values on the CPU; then in
+    ``precision``'s type (``contract.computing_in``)."""
     if form not in FORMS:
         raise VPCError(f"unknown encoder form {form!r} for a vision transformer: use one of {', '.join(FORMS)}")
-    return place(model, device)
+    dtype = compute_dtype(precision, device)
+    return computing_in(place(model, device), precision, dtype)
 
 
 def build_random(name="ViT-B/16", seed=0):

@@ -1,6 +1,7 @@
 """What an image encoder provides to the features (``FeatureBackbone``, ``TapLayout``), and what the
 CLIP encoders share: weights read from OpenAI's archives or state dicts, fp16 rounding, placement on
-a device, the weights hash of ``identity()``, random-weights marking and checkpoints.
+a device, the precision it computes in (``compute_dtype``, ``computing_in``), the weights hash of
+``identity()``, random-weights marking and checkpoints.
 
 A new encoder is one module (a family: ``build_random``, ``model_from_state_dict``, ``finish``, an
 ``Encoder`` subclass) and one line in ``Memorization.encoders.registry.FAMILIES``.
@@ -68,6 +69,7 @@ class Encoder(nn.Module):
     random_weights = False
     random_seed = None
     folded = False       # computes in a rewritten form whose weights are no longer CLIP's (not savable)
+    precision = "exact"  # or "bf16" / "fp16": weights cast to that type (not savable either)
 
     @property
     def device(self):
@@ -110,6 +112,51 @@ def place(model, device=None):
     if device.type == "cpu":
         model.float()
     return model.to(device).eval()
+
+
+# What each precision computes in; "exact" is the published code's (``place``).
+PRECISION_DTYPES = {"exact": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISION_WORDS = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def compute_dtype(precision, device=None):
+    """The dtype an encoder computes in at ``precision`` on ``device`` (None: the published code's), or one
+    line saying why that device would not gain from it: bfloat16 needs CUDA or a CPU that multiplies it in
+    hardware (``Memorization.knn.exact.native_bfloat16``), float16 needs CUDA."""
+    from Memorization.knn import exact      # the one detection of bfloat16 hardware (the search uses it too)
+
+    if precision not in PRECISION_DTYPES:
+        raise VPCError(f"unknown precision {precision!r}: use one of {', '.join(PRECISION_DTYPES)}")
+    kind = torch.device(device or default_device()).type
+    if precision == "fp16" and kind != "cuda":
+        raise VPCError("--precision fp16 runs on CUDA only: a CPU has no fast float16 convolutions (PyTorch "
+                       "emulates them, slower than float32); use --precision bf16 on a CPU with AVX512-BF16 or "
+                       "AMX, else exact")
+    if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise VPCError(f"--precision bf16 would be slower than exact here: {torch.cuda.get_device_name()} has no "
+                       f"bfloat16 tensor cores (before Ampere); use --precision fp16")
+    if precision == "bf16" and kind == "cpu" and not exact.native_bfloat16():
+        raise VPCError("--precision bf16 would be slower than exact on this CPU: it has no bfloat16 "
+                       "instructions (AVX512-BF16 or AMX), so PyTorch emulates bfloat16 in float32; use "
+                       "--precision exact")
+    return PRECISION_DTYPES[precision]
+
+
+def computing_in(model, precision, dtype):
+    """``model`` computing in ``dtype`` (``compute_dtype(precision)``), in place: the weights CLIP's loader
+    keeps in fp16 on CUDA (``fp16_keys``: convolutions, linear and attention layers) cast to it, the rest
+    (BatchNorm, LayerNorm, embeddings) left as ``place`` made them, as CLIP's fp16 on CUDA. The weights hash
+    (``identity``) stays that of the published weights, taken first."""
+    if dtype is None:
+        return model
+    model.identity()
+    held = fp16_keys(model)
+    for key, parameter in model.named_parameters():
+        if key in held:
+            parameter.data = parameter.data.to(dtype)
+    model.precision = precision
+    model.description += f", computing in {PRECISION_WORDS[precision]}"
+    return model
 
 
 def one_line(error):
@@ -200,6 +247,9 @@ def save_checkpoint(model, path):
     """
     if model.folded:
         raise VPCError("a folded encoder cannot be saved as CLIP weights: save the one loaded with form='published'")
+    if model.precision != "exact":
+        raise VPCError(f"an encoder computing in {model.precision} cannot be saved as CLIP weights: save the one "
+                       f"loaded with precision='exact'")
     half = fp16_keys(model)
     # fp16 weights in half precision as OpenAI stores them (their values are already fp16-rounded).
     state = {f"visual.{key}": (tensor.half() if key in half else tensor).detach().cpu().clone()

@@ -33,7 +33,7 @@ def family_named(name):
 
 
 def load_backbone(name_or_path=DEFAULT_ENCODER, device=None, random_weights=False, download_root=None, seed=0,
-                  form="auto"):
+                  form="auto", precision="exact"):
     """An encoder (``contract.FeatureBackbone``) ready for inference on ``device`` (default: CUDA when available).
 
     ``name_or_path``: a name of ``ENCODER_NAMES`` (weights from CLIP's cache, ``download_root`` or
@@ -41,7 +41,8 @@ def load_backbone(name_or_path=DEFAULT_ENCODER, device=None, random_weights=Fals
     family, told by its contents. ``random_weights=True``: the named architecture with random
     weights drawn with ``seed``, no file needed (announced on stderr). The result has ``.description``
     (print and record it) and ``.random_weights``. ``form``: how the family computes ("auto", or
-    e.g. the ResNets' "folded" / "published").
+    e.g. the ResNets' "folded" / "published"); ``precision``: "exact" (the published code's arithmetic),
+    "bf16" or "fp16" (``contract.compute_dtype`` refuses it, in one line, where the device would not gain).
     """
     from Memorization.encoders import contract  # torch and CLIP: only when an encoder is loaded
 
@@ -53,14 +54,14 @@ def load_backbone(name_or_path=DEFAULT_ENCODER, device=None, random_weights=Fals
         module = importlib.import_module(family.module)
         model = module.build_random(name, seed)
         warn(model.description)
-        return module.finish(model, device, form)
+        return module.finish(model, device, form, precision)
     path = contract.clip_weights_file(name, download_root) if family else _weights_path(name)
     state_dict = contract.read_checkpoint(path)
     module = importlib.import_module(_family_of(contract.visual_weights(state_dict), path).module)
     model = module.model_from_state_dict(state_dict, source=path)
     if model.random_weights:
         warn(model.description)
-    return module.finish(model, device, form)
+    return module.finish(model, device, form, precision)
 
 
 def _weights_path(name):
