@@ -9,7 +9,7 @@ DEMO_ARGS := --dataset=avenue --data_root=$(DEMO)/data --work_dir=$(DEMO)/work
 CLIP_CACHE ?= $(HOME)/.cache/clip
 DEMO_WEIGHTS := $(if $(wildcard $(CLIP_CACHE)/RN101.pt),,--random_weights)
 
-.PHONY: install install-ray install-faiss test demo tables figures clean-demo
+.PHONY: install install-ray install-faiss test demo compare tables figures clean-demo
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,15 @@ demo: install
 	$(PY) ObjectDetection/run.py $(DEMO_ARGS) --detector=motion
 	@$(if $(DEMO_WEIGHTS),echo "No $(CLIP_CACHE)/RN101.pt: the demo runs CLIP with RANDOM weights (see README, Weights).")
 	$(PY) Memorization/run.py $(DEMO_ARGS) $(DEMO_WEIGHTS)
+
+# VideoPatchCore against MNAD on the demo data (compare.py; what it measures: comparison/run.py), MNAD
+# reduced from its published 256 x 256 and 60 epochs so that the comparison takes minutes on a 2-core CPU
+# (the table says so). Results in $(DEMO)/work/compare/avenue/; a rerun reuses every finished measurement.
+COMPARE_MNAD ?= --h 64 --w 64 --epochs 5
+compare: install
+	$(PY) -m extra.make_demo --out $(DEMO)/data --seed 0 --n_train 2 --n_test 4 --n_frames 60 --skip_existing
+	@$(if $(DEMO_WEIGHTS),echo "No $(CLIP_CACHE)/RN101.pt: the comparison runs CLIP with RANDOM weights (see README, Weights).")
+	$(PY) compare.py $(DEMO_ARGS) $(DEMO_WEIGHTS) --detector=motion $(COMPARE_MNAD)
 
 tables: demo
 	$(PY) Memorization/reproduce.py $(DEMO_ARGS) $(DEMO_WEIGHTS) --table=all

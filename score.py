@@ -3,7 +3,8 @@
     python score.py camera.vpc clip1.mp4 frames_folder/ --out_dir scores --detector motion
     python score.py camera.vpc rtsp://camera/stream        (or a camera index: 0; a file with --live)
 
-Writes per input <out_dir>/<name>.csv (frame, timestamp, a score per bank of the model, fused, alarm),
+Writes per input <out_dir>/<name>.csv (frame, timestamp, a score per bank of the model (MNAD: psnr and
+distance), fused, alarm),
 <name>_alarms.json (alarm intervals, from the model's label-free threshold) and, with --video_out,
 <name>.mp4 (objects coloured by their score, a score strip, alarms framed in red). --gt adds the
 AUROC against labels in any supported format (a .npy per-frame vector, or an avenue.mat entry).
@@ -22,10 +23,12 @@ def build_parser():
     from ObjectDetection.options import DETECTORS, YOLO
 
     parser = OneLineErrorParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a model file written by fit.py (or by Memorization/run.py)")
+    parser.add_argument("model", help="a model file written by fit.py, VideoPatchCore's or MNAD's (or by "
+                                      "Memorization/run.py)")
     parser.add_argument("inputs", nargs="+", help="video files, frame folders, a camera index, or a stream URL")
     parser.add_argument("--out_dir", default="scores", help="where the CSV, JSON and MP4 files go (default scores/)")
-    parser.add_argument("--detector", default=YOLO, choices=DETECTORS, help="as fit.py (default yolov5)")
+    parser.add_argument("--detector", default=YOLO, choices=DETECTORS,
+                        help="as fit.py (default yolov5; an MNAD model reads whole frames and needs none)")
     add_bool_flag(parser, "--live", False, "play video files at their frame rate, as a live source")
     add_bool_flag(parser, "--video_out", False, "also write an annotated MP4 per input")
     parser.add_argument("--gt", default=None, help="ground truth of a single input: .npy labels or an avenue.mat")
@@ -42,22 +45,22 @@ def main(argv=None):
 
     # The inputs are checked before the model code loads (seconds); their clip length comes from the model.
     readers = [ClipReader(source, None, args.live) for source in args.inputs]
-    from extra.errors import warn
-    from Memorization.encoders.loader import model_backbone
-    from Memorization.footage.live import FootageScorer
-    from Memorization.footage.outputs import ground_truth_labels, score_source
-    from Memorization.model import VideoPatchCore
+    from extra.footage_outputs import ground_truth_labels, score_source
+    from MNAD.checkpoints import is_checkpoint
 
-    model = VideoPatchCore.load(args.model)
+    if is_checkpoint(args.model):
+        from MNAD.footage import MNADScorer
+
+        if args.precision is not None:
+            raise VPCError("--precision is VideoPatchCore's: an MNAD model scores in float32")
+        scorer = MNADScorer(args.model)
+    else:
+        from Memorization.footage.live import FootageScorer
+
+        scorer = FootageScorer.from_file(args.model, args.detector, args.precision)
     labels = ground_truth_labels(args.gt, args.gt_video) if args.gt else None
     for reader in readers:
-        reader.consecutive = model.method.consecutive
-    backbone = None
-    if args.precision not in (None, model.method.precision):
-        warn(f"--precision {args.precision} overrides the model's {model.method.precision}: its banks were made of "
-             f"{model.method.precision} features, so scores and alarms shift a little from what fit.py calibrated")
-        backbone = model_backbone(model, precision=args.precision)
-    scorer = FootageScorer(model, args.detector, backbone)
+        reader.consecutive = scorer.consecutive
     for reader in readers:
         summary = score_source(scorer, reader, Path(args.out_dir), args.video_out, labels)
         print(summary.line(), flush=True)

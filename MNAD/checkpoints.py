@@ -59,6 +59,18 @@ def _one_line(error):
     return " ".join(str(error).split())[:160]
 
 
+def is_checkpoint(path):
+    """Whether ``path`` is an MNAD checkpoint (a safetensors file with MNAD's metadata entry); False for
+    anything else, which another loader then reads or refuses."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as opened:
+            return METADATA_KEY in (opened.metadata() or {})
+    except Exception:       # not a safetensors file, or a damaged one: not recognisably MNAD's
+        return False
+
+
 def save_checkpoint(path, model, items, settings=None):
     """Write ``model``'s weights, ``items`` and the JSON-ready ``settings`` to ``path`` atomically."""
     from safetensors.torch import save_file
@@ -80,10 +92,11 @@ def _file_kind(path, what):
         raise VPCError(f"{what} not found: {path}")
     with open(path, "rb") as file:
         head = file.read(9)
+    # safetensors first: its 8-byte header length may begin with 0x80, a pickle's first byte
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return "safetensors"
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
         return "torch"
-    if len(head) == 9 and head[8:9] == b"{":
-        return "safetensors"
     return None
 
 

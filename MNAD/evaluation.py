@@ -5,14 +5,13 @@ One window at a time, the test videos in order: the frame's PSNR and feature com
 memory items, cloned once from the trained ones, updated online whenever the frame's point score is
 below ``--th``, carried from frame to frame and from video to video (``--reset_memory_per_video``
 restarts each video). Per video the labels of the frames scored (a window scores its last frame), then
-micro, macro and padded macro AUROC of the PSNR, the distance and the total in two columns: the published
-protocol and alpha fixed in advance (the same alpha: MNAD's protocol tunes nothing on the test labels).
-There is no label-free column yet for MNAD.
+micro, macro and padded macro AUROC of the PSNR, the distance and the total in three columns: the
+published protocol, alpha fixed in advance (the same alpha: MNAD's protocol tunes nothing on the test
+labels), and label-free for a run trained with ``--hold_out``: alpha, normalisation and alarm threshold
+from the training footage held out of its training (MNAD.calibration), no test statistic used.
 """
 import hashlib
 import time
-
-import numpy as np
 
 from extra.datasets import labelled_test_videos
 from extra.device import default_device, device_description
@@ -22,13 +21,15 @@ from extra.evaluation.results import RESULTS_FILE, SCORES_FILE, SavedEvaluation,
 from extra.evaluation.scores import make_video_scores
 from extra.progress import progress
 from MNAD.checkpoints import load_checkpoint
-from MNAD.data import Windows
-from MNAD.model import score_window
+from MNAD.calibration import label_free_calibration
+from MNAD.data import Windows, hold_out_pieces, whole
+from MNAD.model import score_sequence
 from MNAD.options import MODEL_FILE
 from MNAD.scoring import STREAMS, TITLES, MNADWeights, cut_labels, mnad_evaluation, mnad_streams
-from MNAD.training import lock
+from MNAD.training import lock, training_videos
 
-LABEL_FREE_NOTE = "label-free: not yet for MNAD"
+LABEL_FREE_NOTE = ("label-free: none, this run trained on every training video; train with --hold_out K for a "
+                   "label-free column (alpha, normalisation and threshold from K held-out videos)\n")
 # The score figures' lines (extra.evaluation.curves): stream -> (colour, legend label).
 STYLES = {"psnr": ("tab:blue", "1 - PSNR' (per video)"), "distance": ("tab:orange", "feature distance' (per video)"),
           "total": ("black", "total")}
@@ -66,20 +67,30 @@ def model_of(config):
 
 def score_videos(model, items, videos, config, device):
     """Per test video, the PSNR and compactness distance of every window's scored frame, in order."""
-    windows = Windows(videos, config.t_length, config.h, config.w)
-    per_video, index, trained = {"psnr": [], "distance": []}, 0, items
+    windows = Windows(whole(videos), config.t_length, config.h, config.w)
+    per_video, trained = {"psnr": [], "distance": []}, items
     for v in progress(range(len(videos)), "MNAD test videos"):
-        if config.reset_memory_per_video:
-            items = trained.clone()
-        psnr, distance = [], []
-        for _ in range(windows.windows_of(v)):
-            frame = score_window(model, windows[index][None].to(device), items, config.th, config.update_norm)
-            items, index = frame.items, index + 1
-            psnr.append(frame.psnr)
-            distance.append(frame.distance)
-        per_video["psnr"].append(np.asarray(psnr))
-        per_video["distance"].append(np.asarray(distance))
+        first = windows.first_window(v)
+        sequence = (windows[i] for i in range(first, first + windows.windows_of(v)))
+        psnr, distance, items = score_sequence(model, sequence, trained.clone() if config.reset_memory_per_video
+                                               else items, config, device)
+        per_video["psnr"].append(psnr)
+        per_video["distance"].append(distance)
     return per_video
+
+
+def held_out_pieces(config, checkpoint):
+    """The training footage the run's model was trained without (MNAD.data.Piece), found again in the
+    training split; none for a model given with --model_dir."""
+    names = checkpoint.settings.get("training", {}).get("held_out") or []
+    if config.model_dir is not None or not names:
+        return []
+    _, held_out = hold_out_pieces(training_videos(config), config.hold_out, config.t_length)
+    if [piece.name for piece in held_out] != names:
+        raise VPCError(f"the training split has changed since {config.run_dir / MODEL_FILE} was trained: it held out "
+                       f"{', '.join(names)}, the split now gives {', '.join(p.name for p in held_out)}; train again "
+                       f"with --overwrite")
+    return held_out
 
 
 def settings_of(config, checkpoint):
@@ -120,16 +131,20 @@ def _evaluate_run(config, videos, labels):
     scores = make_video_scores(per_video, cut, STREAMS, [video.name for video in videos])
     weights = MNADWeights(config.alpha)
     method = mnad_evaluation(config.alpha)
-    results = evaluate(scores, method, weights)
+    held_out = held_out_pieces(config, checkpoint)
+    calibration = (label_free_calibration(model, checkpoint.items.to(device).clone(), held_out, config, device)
+                   if held_out else None)
+    results = evaluate(scores, method, weights, calibration)
     n_frames = int(sum(len(x) for x in per_video["psnr"]))
     metadata = {"model_family": "MNAD", **settings_of(config, checkpoint), **config.evaluation_record(),
                 "model": str(config.model_dir or config.run_dir / MODEL_FILE),
                 **({"m_items": str(config.m_items_dir)} if config.m_items_dir else {}),
                 "device": device_description(device), "test_frames_per_second": round(n_frames / seconds, 2),
-                "label_free": "not yet for MNAD"}
+                "held_out": [piece.name for piece in held_out]}
     fused = {name: scores.split(x) for name, x in mnad_streams(scores, weights).items()}
     save_results(out / SCORES_FILE, out / RESULTS_FILE, scores, results, metadata, fused=fused)
-    print(format_results(results, metadata, TITLES, method.protocol_note) + LABEL_FREE_NOTE, flush=True)
+    print(format_results(results, metadata, TITLES, method.protocol_note) + ("" if held_out else LABEL_FREE_NOTE),
+          flush=True)
     print(f"scored {n_frames} test frames in {seconds:.1f} s ({n_frames / seconds:.2f} frames/s)", flush=True)
     print(f"scores and results: {out}", flush=True)
     if config.figures:

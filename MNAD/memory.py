@@ -103,19 +103,28 @@ def frame_mse(output, target):
     return torch.mean(_unit_range_error(output, target)).item()
 
 
-def frame_psnr(output, target):
-    """PSNR of one frame with peak 1 on the [0, 1] range: 10 log10(1 / mse). A perfect frame gives
-    infinity (the official code raises ZeroDivisionError there)."""
+def frame_psnr(output, target, peak="one"):
+    """PSNR of one frame on the [0, 1] range: 10 log10(peak / mse). ``peak`` "one": 1 (the official code);
+    "frame_max": the output frame's largest value, not squared (the paper's formula as printed, SPEC 10).
+    A perfect frame gives infinity (the official code raises ZeroDivisionError there), an all-black
+    output with "frame_max" minus infinity."""
     mse = frame_mse(output, target)
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+    top = 1 if peak == "one" else ((output.max() + 1) / 2).item()
+    if mse == 0:
+        return math.inf
+    return 10 * math.log10(top / mse) if top > 0 else -math.inf
 
 
-def point_score(output, target):
-    """The test-time update's gate: the squared errors e of one frame on [0, 1] averaged with weights
-    1 - exp(-e), sum(w e) / sum(w), as a Python float (NaN for a perfect frame)."""
+def point_score(output, target, form="official"):
+    """The test-time update's gate: the errors e of one frame (C, H, W) on [0, 1] averaged with weights
+    1 - exp(-e), sum(w e) / sum(w), as a Python float (NaN for a perfect frame). ``form`` "official": e
+    the squared error of each element (the official code); "paper": e per pixel, the L2 norm of the error
+    over channels (the paper as we read it, SPEC 10; a larger scale than squared errors for the same --th)."""
     error = _unit_range_error(output, target)
+    if form == "paper":
+        error = torch.sqrt(torch.sum(error, dim=0))
     weights = 1 - torch.exp(-error)
-    return (torch.sum(weights * _unit_range_error(output, target)) / torch.sum(weights)).item()
+    return (torch.sum(weights * error) / torch.sum(weights)).item()
 
 
 def test_time_update(queries, items, score, threshold, norm="all"):

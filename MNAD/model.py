@@ -13,6 +13,7 @@ caller carries along).
 """
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -234,18 +235,33 @@ class FrameScore(NamedTuple):
 
 
 @torch.no_grad()
-def score_window(model, window, items, threshold, update_norm="all"):
+def score_window(model, window, items, threshold, update_norm="all", point_score="official", psnr_peak="one"):
     """Score one test window (1, n_channel t, H, W) as the official evaluation does: a test forward with
     the current items, the frame's PSNR and compactness distance, then the items updated with the
-    frame's queries when its point score is below ``threshold``. The model must be in eval mode."""
+    frame's queries when its point score is below ``threshold``. The model must be in eval mode.
+    ``point_score`` and ``psnr_peak``: the forms of memory.point_score and memory.frame_psnr (SPEC 10)."""
     if model.training:
         raise RuntimeError("score_window needs model.eval(): batch norm would use the test batch's statistics")
     if window.shape[0] != 1:
         raise RuntimeError(f"score_window scores one window at a time, not {window.shape[0]}")   # a bug
     x, target = split_window(window, model.method, model.n_channel)
     step = model(x, items, train=False)
-    score = memory.point_score(step.output[0], target[0])
+    score = memory.point_score(step.output[0], target[0], point_score)
     new_items, updated = memory.test_time_update(memory.queries_of(step.features), items, score, threshold,
                                                  update_norm)
-    return FrameScore(memory.frame_psnr(step.output[0], target[0]), step.compactness.item(), score, new_items,
-                      updated)
+    return FrameScore(memory.frame_psnr(step.output[0], target[0], psnr_peak), step.compactness.item(), score,
+                      new_items, updated)
+
+
+def score_sequence(model, windows, items, config, device):
+    """Score ``windows`` (an iterable of (n_channel t, H, W) tensors) in order as the official test loop
+    does, the items carried from window to window and updated online (``config``: th, update_norm,
+    point_score, psnr_peak). Returns (PSNR per window, distance per window, the items after the last)."""
+    psnr, distance = [], []
+    for window in windows:
+        frame = score_window(model, window[None].to(device), items, config.th, config.update_norm,
+                             config.point_score, config.psnr_peak)
+        items = frame.items
+        psnr.append(frame.psnr)
+        distance.append(frame.distance)
+    return np.asarray(psnr), np.asarray(distance), items

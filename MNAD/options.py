@@ -6,9 +6,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from extra import config as paths
-from extra.cli import OneLineErrorParser, add_bool_flag, dataset_settings, resolve_path
+from extra.cli import (
+    OneLineErrorParser, add_bool_flag, add_false_alarm_argument, checked_false_alarm_rate, dataset_settings,
+    resolve_path,
+)
 from extra.config import DATASETS
 from extra.errors import VPCError
+from extra.evaluation.fusion import DEFAULT_FALSE_ALARM_RATE
 
 METHODS = ("pred", "recon")
 FEATURE_DIM = 512       # the encoder's output channels: the official --fdim / --mdim can be nothing else
@@ -18,15 +22,18 @@ METHOD_DEFAULTS = {
     "recon": {"t_length": 1, "loss_compact": 0.01, "loss_separate": 0.01, "alpha": 0.7, "th": 0.015},
 }
 # The defaults both methods share (Train.py, Evaluate.py), and this implementation's seed.
-SHARED_DEFAULTS = {"msize": 10, "h": 256, "w": 256, "lr": 2e-4, "epochs": 60, "batch_size": 4, "seed": 0}
+SHARED_DEFAULTS = {"msize": 10, "h": 256, "w": 256, "lr": 2e-4, "epochs": 60, "batch_size": 4, "seed": 0,
+                   "hold_out": 0}
 # SPEC 10: the official code's behaviour first (the default), then the paper's wording.
 UPDATE_NORMS = ("all", "assigned")      # an item's update weights divided by the max over all queries / its own
 LOSS_REDUCTIONS = ("mean", "sum")       # compactness and separateness averaged over queries, or summed
+POINT_SCORES = ("official", "paper")    # the update's gate on squared errors per element / error norms per pixel
+PSNR_PEAKS = ("one", "frame_max")       # the PSNR's peak: 1 / the predicted frame's maximum
 # The settings a trained model depends on, in the order the run's name lists those set away from the default.
 TRAINING_FIELDS = ("t_length", "msize", "loss_compact", "loss_separate", "h", "w", "lr", "epochs", "batch_size",
-                   "seed", "update_norm", "loss_reduction", "recon_loss_swap")
+                   "seed", "hold_out", "update_norm", "loss_reduction", "recon_loss_swap")
 # The settings of an evaluation of a trained model (its results folder's name lists those set away from the default).
-EVALUATION_FIELDS = ("alpha", "th", "reset_memory_per_video")
+EVALUATION_FIELDS = ("alpha", "th", "reset_memory_per_video", "point_score", "psnr_peak", "false_alarm_rate")
 MODEL_FILE, RESUME_FILE, RESULTS_FOLDER = "model.safetensors", "resume.safetensors", "results"
 
 
@@ -56,10 +63,14 @@ class MNADConfig:
     epochs: int = SHARED_DEFAULTS["epochs"]
     batch_size: int = SHARED_DEFAULTS["batch_size"]
     seed: int = SHARED_DEFAULTS["seed"]
+    hold_out: int = SHARED_DEFAULTS["hold_out"]     # training videos held out for the label-free calibration
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE
     update_norm: str = UPDATE_NORMS[0]
     loss_reduction: str = LOSS_REDUCTIONS[0]
     recon_loss_swap: bool = True
     reset_memory_per_video: bool = False
+    point_score: str = POINT_SCORES[0]
+    psnr_peak: str = PSNR_PEAKS[0]
     data_root: Path = None
     work_dir: Path = None
     overwrite: bool = False
@@ -79,7 +90,9 @@ class MNADConfig:
     def defaults(self):
         """The default of every setting for this method."""
         return {**SHARED_DEFAULTS, **METHOD_DEFAULTS[self.method], "update_norm": UPDATE_NORMS[0],
-                "loss_reduction": LOSS_REDUCTIONS[0], "recon_loss_swap": True, "reset_memory_per_video": False}
+                "loss_reduction": LOSS_REDUCTIONS[0], "recon_loss_swap": True, "reset_memory_per_video": False,
+                "point_score": POINT_SCORES[0], "psnr_peak": PSNR_PEAKS[0],
+                "false_alarm_rate": DEFAULT_FALSE_ALARM_RATE}
 
     def training_record(self):
         """What a trained model depends on (JSON-ready): a checkpoint or resume file made otherwise is refused."""
@@ -122,25 +135,26 @@ def _tag(name, value):
     return f"{name}-{value}" if isinstance(value, str) else f"{name}{value}"
 
 
-def build_parser(description, evaluation=False):
-    """The command line of MNAD/train.py, or with ``evaluation`` of MNAD/evaluate.py: the same flags (they name
-    the run to evaluate) and the evaluation's own."""
-    parser = OneLineErrorParser(description=description)
-    per_method = {key: " / ".join(f"{METHOD_DEFAULTS[m][key]} {m}" for m in METHODS) for key in METHOD_DEFAULTS["pred"]}
-    parser.add_argument("--method", default="pred", choices=METHODS,
-                        help="pred: predict frame 5 from frames 1-4 (default); recon: reconstruct each frame")
-    parser.add_argument("--dataset_type", default="avenue", choices=list(DATASETS),
-                        help="the dataset's layout and ground truth (extra/config.py; the demo data is avenue's)")
+PER_METHOD = {key: " / ".join(f"{METHOD_DEFAULTS[m][key]} {m}" for m in METHODS) for key in METHOD_DEFAULTS["pred"]}
+FOOTAGE_DATASET, FOOTAGE_HOLD_OUT = "footage", 1
+
+
+def add_model_arguments(parser, method_flag="--method", hold_out=SHARED_DEFAULTS["hold_out"]):
+    """The flags a trained model depends on (the official ones, then this implementation's switches);
+    ``method_flag``: the variant's flag (fit.py's --method chooses the method, so there it is
+    --mnad_method); ``hold_out``: its default."""
     shared = SHARED_DEFAULTS
+    parser.add_argument(method_flag, dest="method", default="pred", choices=METHODS,
+                        help="pred: predict frame 5 from frames 1-4 (default); recon: reconstruct each frame")
     parser.add_argument("--t_length", type=int, default=None,
-                        help=f"frames per window (default {per_method['t_length']})")
+                        help=f"frames per window (default {PER_METHOD['t_length']})")
     parser.add_argument("--msize", type=int, default=shared["msize"], help=f"memory items (default {shared['msize']})")
     parser.add_argument("--fdim", type=int, default=FEATURE_DIM, help=f"feature channels: {FEATURE_DIM}, the encoder's")
     parser.add_argument("--mdim", type=int, default=FEATURE_DIM, help=f"memory item channels: {FEATURE_DIM} as well")
     parser.add_argument("--loss_compact", type=float, default=None,
-                        help=f"weight of the compactness loss (default {per_method['loss_compact']})")
+                        help=f"weight of the compactness loss (default {PER_METHOD['loss_compact']})")
     parser.add_argument("--loss_separate", type=float, default=None,
-                        help=f"weight of the separateness loss (default {per_method['loss_separate']})")
+                        help=f"weight of the separateness loss (default {PER_METHOD['loss_separate']})")
     for name, kind, text in (("h", int, "frame height, a multiple of 8"), ("w", int, "frame width, a multiple of 8"),
                              ("lr", float, "Adam's initial learning rate, annealed by a cosine over the epochs"),
                              ("epochs", int, "training epochs"), ("batch_size", int, "training windows per batch")):
@@ -148,6 +162,11 @@ def build_parser(description, evaluation=False):
     parser.add_argument("--seed", type=int, default=shared["seed"],
                         help=f"seeds the weights, the memory items and the shuffling (default {shared['seed']}; the "
                              f"official code sets none, so its runs are not repeatable)")
+    parser.add_argument("--hold_out", type=int, default=hold_out,
+                        help=f"training videos held out of training (spread over them; with one video, its second "
+                             f"half), on which the label-free calibration chooses alpha, normalisation and alarm "
+                             f"threshold with pseudo-anomalies (default {hold_out}" +
+                             ("; 0 trains on all, as published, with no label-free column)" if hold_out == 0 else ")"))
     parser.add_argument("--update_norm", default=UPDATE_NORMS[0], choices=UPDATE_NORMS,
                         help="memory update weights divided by the max over all queries of the batch (all: the "
                              "official code, default) or over the item's own queries (assigned: the paper)")
@@ -157,57 +176,109 @@ def build_parser(description, evaluation=False):
     add_bool_flag(parser, "--recon_loss_swap", True,
                   "recon: --loss_compact weighs the separateness loss and --loss_separate the compactness loss, as "
                   "the official Train.py unpacks them (default true; no effect at equal weights; false: the paper)")
+
+
+def add_scoring_arguments(parser):
+    """How test frames are scored and alarmed: the online memory update's gate, the PSNR, the
+    label-free threshold's target."""
+    parser.add_argument("--th", type=float, default=None,
+                        help=f"test frames with a point score below it update the memory (default {PER_METHOD['th']})")
+    parser.add_argument("--point_score", default=POINT_SCORES[0], choices=POINT_SCORES,
+                        help="the update's gate: squared errors per element (official: the official code, default)"
+                             " or per pixel the L2 norm of the error over channels (paper: the paper as we read "
+                             "it; a larger scale, so --th needs retuning)")
+    parser.add_argument("--psnr_peak", default=PSNR_PEAKS[0], choices=PSNR_PEAKS,
+                        help="the PSNR's peak: 1 on [0, 1] (one: the official code, default) or the predicted "
+                             "frame's maximum, not squared (frame_max: the paper's formula as printed)")
+    add_false_alarm_argument(parser)
+
+
+def add_overwrite_argument(parser):
+    add_bool_flag(parser, "--overwrite", False, "train from the start even when a finished model or a resume file "
+                                                "of the run exists")
+
+
+def build_parser(description, evaluation=False):
+    """The command line of MNAD/train.py, or with ``evaluation`` of MNAD/evaluate.py: the same flags (they name
+    the run to evaluate) and the evaluation's own."""
+    parser = OneLineErrorParser(description=description)
+    parser.add_argument("--dataset_type", default="avenue", choices=list(DATASETS),
+                        help="the dataset's layout and ground truth (extra/config.py; the demo data is avenue's)")
+    add_model_arguments(parser)
     parser.add_argument("--data_root", "--dataset_path", default=None,
                         help="folder holding the datasets (default: $VPC_DATA_ROOT, then extra/config.py)")
     parser.add_argument("--work_dir", default=None,
                         help="working directory; runs go to <work_dir>/mnad/<dataset>/<run>/ (default: "
                              "$VPC_WORK_DIR, then extra/config.py)")
     if not evaluation:
-        add_bool_flag(parser, "--overwrite", False, "train from the start even when a finished model or a resume "
-                                                    "file of the run exists")
-    else:
-        parser.add_argument("--alpha", type=float, default=None,
-                            help=f"weight of the PSNR in the score (default {per_method['alpha']})")
-        parser.add_argument("--th", type=float, default=None,
-                            help=f"test frames with a point score below it update the memory (default "
-                                 f"{per_method['th']})")
-        add_bool_flag(parser, "--reset_memory_per_video", False,
-                      "restart each test video from the trained memory items (default false: the official code "
-                      "carries the items updated online from video to video)")
-        parser.add_argument("--model_dir", default=None,
-                            help="evaluate this model instead of the run's: an MNAD checkpoint, or a state dict of the "
-                                 "official model (.pth; torch.save(model.state_dict(), ...))")
-        parser.add_argument("--m_items_dir", default=None,
-                            help="memory items for --model_dir: the official keys.pt (or an MNAD checkpoint)")
-        add_bool_flag(parser, "--figures", False, "also draw each test video's scores (PNG, in the results folder)")
+        add_overwrite_argument(parser)
+        return parser
+    parser.add_argument("--alpha", type=float, default=None,
+                        help=f"weight of the PSNR in the score (default {PER_METHOD['alpha']})")
+    add_scoring_arguments(parser)
+    add_bool_flag(parser, "--reset_memory_per_video", False,
+                  "restart each test video from the trained memory items (default false: the official code "
+                  "carries the items updated online from video to video)")
+    parser.add_argument("--model_dir", default=None,
+                        help="evaluate this model instead of the run's: an MNAD checkpoint, or a state dict of the "
+                             "official model (.pth; torch.save(model.state_dict(), ...))")
+    parser.add_argument("--m_items_dir", default=None,
+                        help="memory items for --model_dir: the official keys.pt (or an MNAD checkpoint)")
+    add_bool_flag(parser, "--figures", False, "also draw each test video's scores (PNG, in the results folder)")
     return parser
+
+
+def footage_parser(description):
+    """fit.py --method mnad: normal footage of any names in, one calibrated model file out."""
+    parser = OneLineErrorParser(prog="fit.py --method mnad", description=description)
+    parser.add_argument("inputs", nargs="+", help="normal footage: video files, frame folders, or folders of them")
+    parser.add_argument("--out", required=True, help="the model file to write (an MNAD checkpoint, .mnad)")
+    add_model_arguments(parser, "--mnad_method", FOOTAGE_HOLD_OUT)
+    add_scoring_arguments(parser)
+    parser.add_argument("--work_dir", default=None,
+                        help="intermediate files (default: $VPC_WORK_DIR, then extra/config.py), under footage/<model>")
+    add_overwrite_argument(parser)
+    return parser
+
+
+def resolve_footage_config(args):
+    """The MNADConfig of fit.py --method mnad: its run in <work_dir>/footage/<model>/mnad/footage/; footage
+    held out for the label-free threshold, which scoring needs."""
+    if args.hold_out < 1:
+        raise VPCError("--hold_out must be at least 1: the alarm threshold is calibrated on normal footage held out "
+                       "of training")
+    work_dir = resolve_path(args.work_dir, "VPC_WORK_DIR", paths.work_dir) / "footage" / Path(args.out).stem
+    return resolve_config(args, dataset=FOOTAGE_DATASET, work_dir=work_dir)
 
 
 def _pick(value, default):
     return default if value is None else value
 
 
-def resolve_config(args):
-    """The MNADConfig of parsed flags: per-method defaults filled in, every value checked (no torch)."""
+def resolve_config(args, dataset=None, work_dir=None):
+    """The MNADConfig of parsed flags: per-method defaults filled in, every value checked (no torch);
+    ``dataset`` and ``work_dir`` when the flags do not give them (fit.py)."""
     defaults = METHOD_DEFAULTS[args.method]
     config = MNADConfig(
-        method=args.method, dataset=args.dataset_type,
+        method=args.method, dataset=dataset or args.dataset_type,
         **{key: _pick(getattr(args, key, None), value) for key, value in defaults.items()},
         msize=args.msize, h=args.h, w=args.w, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-        seed=args.seed, update_norm=args.update_norm, loss_reduction=args.loss_reduction,
+        seed=args.seed, hold_out=args.hold_out, update_norm=args.update_norm, loss_reduction=args.loss_reduction,
         recon_loss_swap=args.recon_loss_swap, reset_memory_per_video=getattr(args, "reset_memory_per_video", False),
-        data_root=resolve_path(args.data_root, "VPC_DATA_ROOT", paths.data_root),
-        work_dir=resolve_path(args.work_dir, "VPC_WORK_DIR", paths.work_dir),
+        point_score=getattr(args, "point_score", POINT_SCORES[0]), psnr_peak=getattr(args, "psnr_peak", PSNR_PEAKS[0]),
+        data_root=resolve_path(getattr(args, "data_root", None), "VPC_DATA_ROOT", paths.data_root),
+        work_dir=work_dir or resolve_path(args.work_dir, "VPC_WORK_DIR", paths.work_dir),
         overwrite=getattr(args, "overwrite", False),
         model_dir=_path(getattr(args, "model_dir", None)), m_items_dir=_path(getattr(args, "m_items_dir", None)),
-        figures=getattr(args, "figures", False))
+        figures=getattr(args, "figures", False),
+        false_alarm_rate=checked_false_alarm_rate(args) if hasattr(args, "false_alarm_rate") else DEFAULT_FALSE_ALARM_RATE)
     check_window(config.method, config.t_length)
     if args.fdim != FEATURE_DIM or args.mdim != FEATURE_DIM:
         raise VPCError(f"MNAD's encoder gives {FEATURE_DIM} channels: --fdim and --mdim must be {FEATURE_DIM}")
     if config.h < 8 or config.w < 8 or config.h % 8 or config.w % 8:
         raise VPCError(f"--h and --w must be multiples of 8 (the encoder pools three times), got "
                        f"{config.h} x {config.w}")
-    for name, smallest in (("msize", 2), ("epochs", 1), ("batch_size", 1), ("seed", 0)):
+    for name, smallest in (("msize", 2), ("epochs", 1), ("batch_size", 1), ("seed", 0), ("hold_out", 0)):
         if getattr(config, name) < smallest:
             raise VPCError(f"--{name} must be at least {smallest}, got {getattr(config, name)}")
     if not config.lr > 0 or not 0 <= config.alpha <= 1:

@@ -5,16 +5,24 @@ each is min-max normalised per video, and a frame's normality is ``alpha * PSNR'
 (1 - distance')``, as the official evaluation computes it (its AUROC is taken against the inverted
 labels). Here every stream is turned into an anomaly score (1 - normality, 1 - PSNR', distance'), so
 the shared harness (extra.evaluation) reads it as it reads VideoPatchCore's.
+
+The label-free form (``calibrate``, ``calibrated_streams``) needs no statistic of the scored video: each
+stream is oriented (higher = more anomalous: -PSNR, distance), scaled by the minimum and 99th
+percentile of normal calibration frames, and fused as ``alpha psnr_n + (1 - alpha) distance_n`` with
+alpha chosen on pseudo-anomalies; the alarm threshold is a quantile of the normal calibration frames.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from extra.errors import VPCError
+from extra.evaluation.fusion import WEIGHTS, normalisation, normalised
 from extra.evaluation.harness import MethodEvaluation
 from extra.evaluation.metrics import micro_auroc
 
 STREAMS = {"psnr": "frame", "distance": "frame"}     # MNAD's two per-frame scores, as VideoScores names them
+ORIENTATION = {"psnr": -1.0, "distance": 1.0}        # times the raw score: higher is more anomalous
 TITLES = {"psnr": "PSNR (1 - PSNR', per video)", "distance": "feature distance (per video)",
           "total": "total (alpha (1 - PSNR') + (1 - alpha) distance')"}
 
@@ -60,8 +68,9 @@ def mnad_streams(scores, weights):
 
 
 def mnad_evaluation(alpha):
-    """What the harness needs of MNAD: its streams, and its published protocol, which tunes nothing on
-    the test labels (alpha is fixed in advance, each video normalised by its own minimum and maximum)."""
+    """What the harness needs of MNAD: its streams, its label-free calibration's streams, and its
+    published protocol, which tunes nothing on the test labels (alpha is fixed in advance, each video
+    normalised by its own minimum and maximum)."""
 
     def protocol(scores):
         weights = MNADWeights(alpha)
@@ -69,6 +78,58 @@ def mnad_evaluation(alpha):
                           "alpha": alpha},
                 "weights": weights}
 
-    return MethodEvaluation("MNAD", streams=mnad_streams, calibrated=None, protocol=protocol,
+    return MethodEvaluation("MNAD", streams=mnad_streams, calibrated=calibrated_streams, protocol=protocol,
                             weights=lambda fields: MNADWeights(**fields),
                             protocol_note="alpha fixed in advance, PSNR and distance min-maxed per test video")
+
+
+def weighted(alpha, psnr_score, distance_score):
+    """The label-free fused score: alpha psnr_score + (1 - alpha) distance_score, both oriented."""
+    return alpha * np.asarray(psnr_score) + (1 - alpha) * np.asarray(distance_score)
+
+
+def oriented(scores):
+    """VideoScores with every stream turned so that higher means more anomalous (the PSNR negated)."""
+    return replace(scores, banks={name: [ORIENTATION[name] * x for x in vectors]
+                                  for name, vectors in scores.banks.items()})
+
+
+def calibrated_streams(scores, calibration):
+    """Each stream oriented and scaled by the calibration, and their fused total, over all frames: no
+    statistic of the scored videos used, so a frame's score is known as soon as it is scored."""
+    scales, alpha = calibration["normalisation"], calibration["weights"]["alpha"]
+    banks = {name: np.concatenate([normalised(x, scales[name]) for x in vectors])
+             for name, vectors in oriented(scores).banks.items()}
+    return {**banks, "total": weighted(alpha, banks["psnr"], banks["distance"])}
+
+
+def choose_alpha(scores, labels, scales):
+    """The alpha of the published grid (1.0 down to 0.0) whose fused score best separates the
+    pseudo-anomalous frames of the calibration sequences (micro AUROC; the first best kept)."""
+    y, best = np.concatenate(labels), None
+    banks = {name: np.concatenate([normalised(x, scales[name]) for x in vectors])
+             for name, vectors in oriented(scores).banks.items()}
+    for alpha in WEIGHTS:
+        value = micro_auroc(weighted(alpha, banks["psnr"], banks["distance"]), y)
+        if best is None or value > best[0]:
+            best = (value, alpha)
+    return best[1]
+
+
+def calibrate(scores, labels, false_alarm_rate, details=None):
+    """MNAD's label-free calibration (a JSON-ready dict) from calibration VideoScores (held-out training
+    footage with pseudo-anomalous stretches) and their 0/1 labels: normalisation, alpha, and the alarm
+    threshold at ``false_alarm_rate`` of the normal calibration frames."""
+    y = np.concatenate(labels)
+    if not (y == 0).any() or not (y == 1).any():
+        raise VPCError("the label-free calibration needs held-out footage with both normal and pseudo-anomalous "
+                       "frames: hold out longer videos")
+    scales = normalisation(oriented(scores), labels)
+    alpha = choose_alpha(scores, labels, scales)
+    calibration = {"weights": {"alpha": alpha}, "normalisation": scales, "false_alarm_rate": false_alarm_rate,
+                   **(details or {})}
+    total = calibrated_streams(scores, calibration)["total"]
+    calibration["threshold"] = float(np.quantile(total[y == 0], 1 - false_alarm_rate))
+    calibration["clip_threshold"] = calibration["threshold"]      # frame by frame already: nothing to smooth
+    calibration["separation_auroc"] = micro_auroc(total, y)
+    return calibration

@@ -26,7 +26,7 @@ from extra.lock import work_lock
 from extra.progress import progress
 from MNAD import memory
 from MNAD.checkpoints import load_checkpoint, save_checkpoint
-from MNAD.data import Windows
+from MNAD.data import Windows, hold_out_pieces
 from MNAD.model import MNAD, optimizer_and_scheduler, train_step
 from MNAD.options import MODEL_FILE, RESUME_FILE
 
@@ -59,9 +59,11 @@ def training_videos(config):
     return videos
 
 
-def run_record(config, videos):
-    """The settings a model depends on, with the training videos (names and frames) it learned from."""
-    return {**config.training_record(), "videos": {video.name: video.n_frames for video in videos}}
+def run_record(config, videos, held_out):
+    """The settings a model depends on, with the training videos (names and frames) of the split and the
+    pieces of them held out of training (``held_out``: data.Piece)."""
+    return {**config.training_record(), "videos": {video.name: video.n_frames for video in videos},
+            "held_out": [piece.name for piece in held_out]}
 
 
 # --- resume file ---------------------------------------------------------------------------------------
@@ -134,11 +136,15 @@ def train(config):
     """Train the run ``config`` names (or finish it from its resume file); returns the checkpoint's path."""
     videos = training_videos(config)
     with lock(config):
-        return _train(config, videos)
+        return train_on(config, videos)
 
 
-def _train(config, videos):
-    run_dir, record = config.run_dir, run_record(config, videos)
+def train_on(config, videos, run_dir=None):
+    """Train on ``videos`` (less the pieces ``config.hold_out`` holds out) into ``run_dir`` (default the
+    run's folder), or finish it from its resume file. Returns the checkpoint's path."""
+    pieces, held_out = hold_out_pieces(videos, config.hold_out, config.t_length)
+    run_dir = config.run_dir if run_dir is None else run_dir
+    record = run_record(config, videos, held_out)
     model_path, resume_path = run_dir / MODEL_FILE, run_dir / RESUME_FILE
     if model_path.is_file() and not config.overwrite:
         found = load_checkpoint(model_path).settings.get("training", {})
@@ -161,12 +167,15 @@ def _train(config, videos):
         items = restore(document, tensors, model, optimizer, scheduler, resume_path).to(device)
         start, history = document["epoch"], document["history"]
         print(f"resuming {config.run_name} after epoch {start} of {config.epochs}: {resume_path}", flush=True)
-    windows = Windows(videos, config.t_length, config.h, config.w)
+    windows = Windows(pieces, config.t_length, config.h, config.w)
     n_batches = len(windows) // config.batch_size
     if n_batches == 0:
         raise VPCError(f"the training videos give {len(windows)} windows of {config.t_length} frames, fewer than one "
                        f"batch of {config.batch_size} (--batch_size)")
-    print(f"training MNAD {config.method} on {len(videos)} videos, {len(windows)} windows, {n_batches} batches of "
+    if held_out:
+        print(f"held out of training for the label-free calibration: {', '.join(p.name for p in held_out)}",
+              flush=True)
+    print(f"training MNAD {config.method} on {len(pieces)} videos, {len(windows)} windows, {n_batches} batches of "
           f"{config.batch_size} per epoch, {config.h} x {config.w}, on {device_description(device)}", flush=True)
     started = time.perf_counter()
     for epoch in progress(range(start, config.epochs), f"MNAD {config.run_name} epochs",

@@ -5,9 +5,12 @@ flag or a missing folder is reported before any model code loads.
 """
 from pathlib import Path
 
-from extra.cli import OneLineErrorParser, add_bool_flag, add_ray_arguments, base_parser, resolve_context
+from extra.cli import (
+    OneLineErrorParser, add_bool_flag, add_false_alarm_argument, add_ray_arguments, base_parser,
+    checked_false_alarm_rate, resolve_context,
+)
 from extra.errors import VPCError
-from extra.evaluation.fusion import DEFAULT_FALSE_ALARM_RATE, GLOBAL_FUSION, LOCAL_FUSION, FusionWeights
+from extra.evaluation.fusion import GLOBAL_FUSION, LOCAL_FUSION, FusionWeights
 from Memorization.banks.specs import BANKS
 from Memorization.encoders.registry import DEFAULT_ENCODER, ENCODER_NAMES
 from Memorization.options import (
@@ -79,18 +82,6 @@ def add_evaluation_arguments(parser):
     add_bool_flag(parser, "--label_free", True, "calibrate fusion, normalisation and an alarm threshold on the "
                                                 "training videos alone (pseudo-anomalies; README, Evaluation)")
     add_false_alarm_argument(parser)
-
-
-def add_false_alarm_argument(parser):
-    parser.add_argument("--false_alarm_rate", type=float, default=DEFAULT_FALSE_ALARM_RATE,
-                        help=f"share of normal training frames above the label-free alarm threshold "
-                             f"(default {DEFAULT_FALSE_ALARM_RATE})")
-
-
-def checked_false_alarm_rate(args):
-    if not 0 < args.false_alarm_rate < 1:
-        raise VPCError(f"--false_alarm_rate must lie between 0 and 1, got {args.false_alarm_rate}")
-    return args.false_alarm_rate
 
 
 def build_parser(description):
@@ -168,6 +159,16 @@ def resolve_run(args):
                            false_alarm_rate=checked_false_alarm_rate(args))
 
 
+FOOTAGE_METHODS = ("vpc", "mnad")
+
+
+def method_parser():
+    """fit.py's first question, which method to fit: the rest of its flags depend on the answer."""
+    parser = OneLineErrorParser(add_help=False)
+    parser.add_argument("--method", default=FOOTAGE_METHODS[0], choices=FOOTAGE_METHODS)
+    return parser
+
+
 def footage_parser(description):
     """fit.py's command line: the inputs, the model file, a preset and every method flag."""
     from extra.config import PRESETS
@@ -176,6 +177,8 @@ def footage_parser(description):
     parser = OneLineErrorParser(description=description)
     parser.add_argument("inputs", nargs="+", help="normal footage: video files, frame folders, or folders of them")
     parser.add_argument("--out", required=True, help="the model file to write (.vpc)")
+    parser.add_argument("--method", default=FOOTAGE_METHODS[0], choices=FOOTAGE_METHODS,
+                        help="vpc: VideoPatchCore (default, these flags); mnad: MNAD (fit.py --method mnad --help)")
     parser.add_argument("--preset", default="general", choices=PRESETS,
                         help="per-dataset defaults of every setting (default general: the ShanghaiTech numbers)")
     parser.add_argument("--detector", default=YOLO, choices=DETECTORS,

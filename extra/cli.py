@@ -7,6 +7,7 @@ from pathlib import Path
 from extra import config
 from extra.config import DATASETS, DatasetSettings
 from extra.errors import VPCError
+from extra.evaluation.fusion import DEFAULT_FALSE_ALARM_RATE
 from extra.sharding import RayCluster, ray_cluster
 
 _TRUE = {"yes", "true", "t", "y", "1"}
@@ -23,6 +24,19 @@ def str2bool(value):
     if text in _FALSE:
         return False
     raise argparse.ArgumentTypeError(f"expected a boolean (yes/no, true/false, 1/0), got {value!r}")
+
+
+def add_false_alarm_argument(parser):
+    """The label-free alarm threshold's target, every method's."""
+    parser.add_argument("--false_alarm_rate", type=float, default=DEFAULT_FALSE_ALARM_RATE,
+                        help=f"share of normal training frames above the label-free alarm threshold "
+                             f"(default {DEFAULT_FALSE_ALARM_RATE})")
+
+
+def checked_false_alarm_rate(args):
+    if not 0 < args.false_alarm_rate < 1:
+        raise VPCError(f"--false_alarm_rate must lie between 0 and 1, got {args.false_alarm_rate}")
+    return args.false_alarm_rate
 
 
 def add_bool_flag(parser, name, default, help):

@@ -13,7 +13,7 @@ from extra.evaluation.harness import evaluate
 from extra.evaluation.protocol import VIDEOPATCHCORE
 from extra.evaluation.scores import make_video_scores
 from extra.make_demo import make_demo
-from Memorization.calibration.recipes import freeze_index, pasted, shuffled_grid, skip_index, swapped
+from extra.pseudo_anomalies import freeze_index, pasted, shuffled_grid, skip_index, swapped
 from Memorization.calibration.weights import calibrate
 from Memorization.run import main as run_stage
 from ObjectDetection.run import main as detection_main
@@ -34,6 +34,23 @@ def test_skip_index_speeds_up_and_lowers_the_stride_at_the_end():
     # from frame 90 a stride of 5 would end at 105 > 99: 4 ends at 102, 3 at 99
     assert skip_index(90, 4, 5, 99) == [90, 93, 96, 99]
     assert skip_index(96, 4, 5, 99) == [96, 97, 98, 99]     # stride 1 at the very end: the clip itself
+
+
+def test_skip_index_clamps_at_the_end_as_the_dual_memory_loader_does():
+    rng = np.random.default_rng(0)
+    # 120 frames (last 119), 16 frames at stride 2: start 90 ends at 120, one past the end: kept, clamped
+    assert skip_index(90, 16, 2, 119, "clamp", rng) == [*range(90, 120, 2), 119]
+    assert skip_index(0, 16, 2, 119, "clamp", rng) == list(range(0, 31, 2))
+    # start 100 would end at 130: drawn again until a start ends by 120 (the same draws as rng's)
+    draws, expected = np.random.default_rng(1), 100
+    while 120 < expected + 30:
+        expected = int(draws.integers(0, 120))
+    assert skip_index(100, 16, 2, 119, "clamp", np.random.default_rng(1)) == list(range(expected, expected + 31, 2))
+    # a video too short for any start: 10 draws, then the last start, clamped
+    draws = np.random.default_rng(2)
+    for _ in range(10):
+        start = int(draws.integers(0, 20))
+    assert skip_index(5, 16, 2, 19, "clamp", np.random.default_rng(2)) == [min(start + 2 * k, 19) for k in range(16)]
 
 
 def test_shuffled_grid_permutes_whole_cells_the_same_way_everywhere():

@@ -15,7 +15,7 @@ from scipy.io import loadmat
 from extra.datasets import open_video
 from extra.make_demo import make_demo
 from extra.sources import ClipReader, footage_videos
-from Memorization.footage.outputs import alarm_intervals
+from extra.footage_outputs import alarm_intervals
 
 from tests.helpers import small_random_checkpoint
 

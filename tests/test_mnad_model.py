@@ -150,6 +150,34 @@ def test_psnr_and_point_score_by_hand():
     assert memory.frame_psnr(target, target) == math.inf and math.isnan(memory.point_score(target, target))
 
 
+def test_paper_point_score_and_psnr_peak_by_hand():
+    # a 3 x 2 x 2 frame on [0, 1]: the target 0.1 everywhere, the output 0.1 + these errors per channel
+    errors = t([[[0.3, 0.0], [0.0, 0.1]], [[0.4, 0.0], [0.6, 0.2]], [[0.0, 0.0], [0.8, 0.2]]])
+    target = torch.full((3, 2, 2), 0.1) * 2 - 1
+    output = (0.1 + errors) * 2 - 1                 # frames are given on [-1, 1]
+    squared = [e * e for e in errors.flatten().tolist()]
+    # official: per element, the squared errors weighted by 1 - exp(-e)
+    weights = [1 - E(-e) for e in squared]
+    official = sum(w * e for w, e in zip(weights, squared)) / sum(weights)
+    assert memory.point_score(output, target) == memory.point_score(output, target, "official")
+    assert memory.point_score(output, target) == pytest.approx(official, rel=1e-5)
+    # paper: per pixel the L2 norm over channels, d = (0.5, 0, 1, 0.3), weights 1 - exp(-d) summing to 1
+    norms = [0.5, 0.0, 1.0, 0.3]
+    weights = [1 - E(-d) for d in norms]
+    paper = sum(w / sum(weights) * d for w, d in zip(weights, norms))
+    assert memory.point_score(output, target, "paper") == pytest.approx(paper, rel=1e-5)
+    assert paper == pytest.approx(0.7057, abs=1e-4) and official == pytest.approx(0.4065, abs=1e-4)
+    assert math.isnan(memory.point_score(target, target, "paper"))
+    # PSNR: mse = 1.34 / 12; peak 1, or the output's maximum 0.9 on [0, 1] (not squared)
+    mse = sum(squared) / 12
+    assert mse == pytest.approx(1.34 / 12)
+    assert memory.frame_psnr(output, target) == memory.frame_psnr(output, target, "one")
+    assert memory.frame_psnr(output, target) == pytest.approx(10 * math.log10(1 / mse), rel=1e-6)
+    assert memory.frame_psnr(output, target, "frame_max") == pytest.approx(10 * math.log10(0.9 / mse), rel=1e-6)
+    assert memory.frame_psnr(target, target, "frame_max") == math.inf
+    assert memory.frame_psnr(-torch.ones(3, 2, 2), target, "frame_max") == -math.inf     # an all-black output
+
+
 def test_test_time_update_only_below_the_threshold():
     queries, items = t([[1.0, 0.0], [0.8, 0.6]]), t([P1, P2])
     updated, changed = memory.test_time_update(queries, items, 0.005, 0.01)
@@ -243,6 +271,20 @@ def test_score_window_updates_the_memory_below_the_threshold():
         score_window(model.train(), window, items, 0.01)
 
 
+def test_score_window_passes_the_paper_forms():
+    torch.manual_seed(0)
+    model = MNAD("recon").eval()
+    items = memory.init_items(10, 512, seed=1)
+    window = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        output = model(window, items, train=False).output[0]
+    official = score_window(model, window, items, threshold=0.0)
+    paper = score_window(model, window, items, threshold=0.0, point_score="paper", psnr_peak="frame_max")
+    assert paper.point_score == memory.point_score(output, window[0], "paper") != official.point_score
+    assert paper.psnr == memory.frame_psnr(output, window[0], "frame_max") != official.psnr
+    assert paper.distance == official.distance
+
+
 # --- checkpoints -------------------------------------------------------------------------------------
 
 def test_checkpoint_round_trip(tmp_path):
@@ -324,3 +366,18 @@ def test_damaged_or_wrong_files_give_one_line(tmp_path):
 
     save_file({ITEMS_KEY: items}, str(tmp_path / "foreign.safetensors"), metadata={"format": "other"})
     assert "not an MNAD checkpoint" in one_line_error(tmp_path / "foreign.safetensors")
+
+
+def test_a_safetensors_header_length_starting_with_a_pickle_byte_is_still_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    from MNAD.checkpoints import _file_kind
+
+    path = tmp_path / "file.safetensors"
+    for pad in range(0, 400, 3):    # the header's length moves in steps of 8: one of them ends in byte 0x80
+        save_file({"x": torch.zeros(2)}, str(path), metadata={"mnad": "p" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80 and _file_kind(path, "file") == "safetensors"
+    torch.save({"x": torch.zeros(2)}, tmp_path / "state.pth")
+    assert _file_kind(tmp_path / "state.pth", "file") == "torch"

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from extra.errors import run_main
+from extra.errors import VPCError, run_main
 from extra.evaluation.results import RESULTS_FILE, SCORES_FILE, load_results
 from extra.evaluation.scores import make_video_scores
 from extra.make_demo import load_manifest, make_demo
 from MNAD import memory, training
 from MNAD.checkpoints import load_checkpoint
 from MNAD.evaluate import main as evaluate_main
-from MNAD.options import MODEL_FILE, RESUME_FILE
+from MNAD.evaluation import LABEL_FREE_NOTE
+from MNAD.options import MODEL_FILE, RESUME_FILE, build_parser, resolve_config
 from MNAD.scoring import STREAMS, MNADWeights, cut_labels, mnad_streams
 from MNAD.train import main as train_main
 
@@ -85,7 +86,7 @@ def test_the_evaluation_covers_the_frames_each_window_predicts(data, trained):
     folder = trained / "mnad" / "avenue" / RUN / "results"
     document = json.loads((folder / RESULTS_FILE).read_text())
     results, metadata = document["results"], document["metadata"]
-    assert metadata["alpha"] == 0.6 and metadata["th"] == 0.01 and metadata["label_free"] == "not yet for MNAD"
+    assert metadata["alpha"] == 0.6 and metadata["th"] == 0.01 and metadata["held_out"] == []
     for column in ("protocol", "fixed"):
         assert set(results[column]["streams"]) == {"psnr", "distance", "total"}
         for stream in results[column]["streams"].values():
@@ -113,7 +114,7 @@ def test_official_state_dict_and_items_give_the_same_scores(data, trained, tmp_p
     assert evaluate_main(args_of(data, trained, *given)) == 0
     report = capsys.readouterr().out
     assert "Published protocol (alpha fixed in advance, PSNR and distance min-maxed per test video; micro" in report
-    assert "- fixed: weights alpha=0.6 chosen in advance;" in report and "label-free: not yet for MNAD\n" in report
+    assert "- fixed: weights alpha=0.6 chosen in advance;" in report and LABEL_FREE_NOTE in report
     (folder,) = (trained / "mnad" / "avenue").glob("given_*/results_h32_w32")
     ours = load_results(trained / "mnad/avenue" / RUN / "results" / SCORES_FILE,
                         trained / "mnad/avenue" / RUN / "results" / RESULTS_FILE)
@@ -147,6 +148,22 @@ def test_update_normalised_over_the_items_own_queries():
         4 * memory.compactness_loss(queries, items).item())
     assert memory.separateness_loss(queries, items, reduction="sum").item() == pytest.approx(
         2 * memory.separateness_loss(queries, items).item())
+
+
+def test_paper_score_forms_are_parsed_and_name_the_results():
+    def config(*flags, evaluation=True):
+        return resolve_config(build_parser("test", evaluation).parse_args(["--data_root=/d", "--work_dir=/w", *flags]))
+
+    official, trained = config(), config(evaluation=False)    # train.py's parser has neither flag
+    assert (official.point_score, official.psnr_peak) == (trained.point_score, trained.psnr_peak) == ("official", "one")
+    assert official.results_name() == "results"
+    paper = config("--point_score", "paper", "--psnr_peak", "frame_max")
+    assert (paper.point_score, paper.psnr_peak) == ("paper", "frame_max")
+    assert paper.results_name() == "results_point_score-paper_psnr_peak-frame_max"
+    assert paper.evaluation_record()["point_score"] == "paper" and paper.evaluation_record()["psnr_peak"] == "frame_max"
+    assert paper.run_name == official.run_name == "pred"      # the model is the same: only its evaluation differs
+    with pytest.raises(VPCError, match="invalid choice"):
+        config("--point_score", "pixel")
 
 
 def one_line(capsys, expected):

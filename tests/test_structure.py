@@ -4,8 +4,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("extra", "Memorization", "ObjectDetection", "MNAD")
-SCRIPTS = {"fit", "score", "Memorization.run", "Memorization.reproduce", "Memorization.figures",
+PACKAGES = ("extra", "Memorization", "ObjectDetection", "MNAD", "comparison")
+SCRIPTS = {"fit", "score", "compare", "Memorization.run", "Memorization.reproduce", "Memorization.figures",
            "Memorization.evaluate", "ObjectDetection.run", "MNAD.train", "MNAD.evaluate"}
 
 

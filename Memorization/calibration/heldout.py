@@ -17,12 +17,13 @@ from extra.device import default_device
 from extra.errors import VPCError, warn
 from extra.evaluation.scores import make_video_scores
 from extra.progress import progress
+from extra.pseudo_anomalies import RECIPES, SEGMENT_FRACTION
 from extra.store import open_clip_file
 from extra.workdir import OBJECT_BATCHES
 from Memorization.banks.coreset import subsample
 from Memorization.banks.scores import score_clips
 from Memorization.banks.specs import training_patches
-from Memorization.calibration.recipes import ENCODER_RECIPES, RECIPES, SEGMENT_FRACTION, Recipes, donor_crops
+from Memorization.calibration.recipes import ENCODER_RECIPES, Recipes, donor_crops
 from Memorization.calibration.weights import calibrate
 from Memorization.model import VideoFeatures
 

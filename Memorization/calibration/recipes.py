@@ -1,11 +1,7 @@
-"""Pseudo-anomaly recipes: how a stretch of normal clips is made anomalous, seeded (the idea of the
-pseudo-anomaly synthesizer of the dual-memory paper in ../shared/seeds). The frame-level
-transforms (``freeze_index``, ``skip_index``, ``shuffled_grid``, ``pasted``, ``swapped``) are pure
-functions on frames or crops that any method can use, a training-based one included; ``Recipes``
-applies them to VideoPatchCore's features.
+"""Pseudo-anomaly recipes (extra.pseudo_anomalies) applied to VideoPatchCore's features: the
+pseudo-anomalous (lf, gf) of a held-out clip, per recipe.
 
-- temporal: ``reverse`` (the clip played backwards), ``freeze`` (the middle frame repeated to the
-  end), ``skip`` (frames taken with a stride of 2 to 5: a sudden speed-up);
+- temporal: ``reverse``, ``freeze``, ``skip`` on the clip's frames;
 - spatial: ``paste`` (an object crop of another training video pasted into each object with a soft
   edge), ``shuffle`` (each object crop cut into a 4 x 4 grid whose cells are shuffled);
 - global: ``swap`` (a third of the frame, at a seeded place, taken from the clip half a video away).
@@ -14,83 +10,14 @@ Reversing and freezing act on the features directly (the features of a frame do 
 other frames, so this equals extracting them from the reordered frames); the others run the
 encoder on the altered crops or frames.
 """
-import cv2
-import numpy as np
 import torch
-import torch.nn.functional as F
 
+from extra.pseudo_anomalies import freeze_index, pasted, shuffled_grid, skip_index, swapped
 from extra.store import is_empty_clip
 from Memorization.features import global_features, local_features
 from ObjectDetection.boxes import clip_crops, objects_array
 
-RECIPES = ("reverse", "freeze", "skip", "paste", "shuffle", "swap")
-
-
-ENCODER_RECIPES = ("skip", "paste", "shuffle", "swap")
-
-
-SEGMENT_FRACTION = 0.25
-
-
-GRID = 4
-
-
-def freeze_index(d):
-    """Frame order of a clip frozen on its middle frame: 0 .. d//2 - 1, then d//2 repeated."""
-    return torch.tensor([min(t, d // 2) for t in range(d)])
-
-
-def skip_index(start, length, stride, last):
-    """Frame indices of a sped-up clip: ``length`` frames from ``start``, every ``stride``-th, the stride
-    lowered until the clip ends by frame ``last`` (the skip-frame pseudo-anomaly)."""
-    while stride > 1 and start + stride * (length - 1) > last:
-        stride -= 1
-    return [start + stride * k for k in range(length)]
-
-
-def shuffled_grid(crops, rng):
-    """Crops (n, 3, d, H, W) with their GRID x GRID cells permuted (the same permutation for all)."""
-    n, c, d, h, w = crops.shape
-    ch, cw = h // GRID, w // GRID
-    cells = crops[..., :ch * GRID, :cw * GRID].reshape(n, c, d, GRID, ch, GRID, cw).permute(0, 1, 2, 3, 5, 4, 6)
-    cells = cells.reshape(n, c, d, GRID * GRID, ch, cw)[:, :, :, torch.from_numpy(rng.permutation(GRID * GRID))]
-    out = crops.clone()
-    out[..., :ch * GRID, :cw * GRID] = cells.reshape(n, c, d, GRID, GRID, ch, cw).permute(0, 1, 2, 3, 5, 4, 6) \
-        .reshape(n, c, d, ch * GRID, cw * GRID)
-    return out
-
-
-def soft_square(size, side, corner):
-    """A (size, size) alpha mask: 1 inside the square of ``side`` at ``corner``, blurred at its edge."""
-    mask = np.zeros((size[0], size[1]), np.float32)
-    mask[corner[0]:corner[0] + side, corner[1]:corner[1] + side] = 1
-    blur = max(side // 4 * 2 + 1, 3)
-    return torch.from_numpy(cv2.GaussianBlur(mask, (blur, blur), 0))
-
-
-def pasted(crops, donor, rng):
-    """Each object of ``crops`` with the first object of ``donor`` (another video's crops), shrunk to
-    half the crop's side, blended in with a soft edge at a seeded place, frame by frame."""
-    n, _, d, h, w = crops.shape
-    side = min(h, w) // 2
-    corner = (int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1)))
-    donor_frames = donor[0].permute(1, 0, 2, 3)                                  # (d, 3, H', W')
-    small = F.interpolate(donor_frames, size=(side, side), mode="bilinear", align_corners=False)
-    patch = torch.zeros(d, 3, h, w)
-    patch[:, :, corner[0]:corner[0] + side, corner[1]:corner[1] + side] = small
-    alpha = soft_square((h, w), side, corner)
-    return crops * (1 - alpha) + patch.permute(1, 0, 2, 3).unsqueeze(0) * alpha
-
-
-def swapped(frames, partners, rng):
-    """Frames with a third of their area (a seeded rectangle) taken from the partner frames."""
-    h, w = frames[0].shape[:2]
-    rh, rw = h // 2, w * 2 // 3
-    y, x = int(rng.integers(0, h - rh + 1)), int(rng.integers(0, w - rw + 1))
-    out = [frame.copy() for frame in frames]
-    for frame, partner in zip(out, partners):
-        frame[y:y + rh, x:x + rw] = partner[y:y + rh, x:x + rw]
-    return out
+ENCODER_RECIPES = ("skip", "paste", "shuffle", "swap")      # those that run the encoder again
 
 
 class Recipes:

@@ -3,26 +3,15 @@ scores, the calibrated fused score without smoothing (no future frames), alarms 
 calibration's clip threshold.
 """
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from extra.errors import VPCError, warn
 from extra.evaluation.fusion import LOCAL_FUSION, calibrated_local, calibrated_streams, unsmoothed
 from extra.evaluation.scores import VideoScores
+from extra.footage_outputs import ClipResult
 from Memorization.footage.clips import ClipFeatures
 from Memorization.model import VideoFeatures
-
-
-@dataclass
-class ClipResult:
-    clip: object                     # extra.sources.Clip
-    banks: dict                      # bank -> per-frame raw scores (d,)
-    fused: np.ndarray                # calibrated, unsmoothed total (d,)
-    alarms: np.ndarray               # fused above the calibration's clip threshold (d,)
-    boxes: list                      # the clip's objects' boxes
-    object_scores: np.ndarray        # each object's calibrated local score
-    seconds: float                   # from reading the clip's last frame to its result (detection included)
 
 
 class FootageScorer:
@@ -38,6 +27,22 @@ class FootageScorer:
                  f"machines; Memorization/run.py measures its error on a test set)")
         self.features = ClipFeatures(model, detector, backbone, device)
         self.model, self.calibration = model, unsmoothed(model.calibration)
+        self.streams = tuple(spec.name for spec in model.specs)
+        self.consecutive = model.method.consecutive
+
+    @classmethod
+    def from_file(cls, path, detector="yolov5", precision=None):
+        """The scorer of a model file; ``precision`` other than the model's re-makes its encoder so (said)."""
+        from Memorization.encoders.loader import model_backbone
+        from Memorization.model import VideoPatchCore
+
+        model = VideoPatchCore.load(path)
+        backbone = None
+        if precision not in (None, model.method.precision):
+            warn(f"--precision {precision} overrides the model's {model.method.precision}: its banks were made of "
+                 f"{model.method.precision} features, so scores and alarms shift a little from what fit.py calibrated")
+            backbone = model_backbone(model, precision=precision)
+        return cls(model, detector, backbone)
 
 
     def score(self, source):

@@ -134,8 +134,10 @@ def format_results(results, metadata=None, titles=None, protocol_note=None):
               f"{results['labels']['fixed']}"]
     if "label_free" in results:
         free = results["label_free"]
+        held_out = free.get("calibration", {}).get("held_out")
+        held_out = f" (held out: {', '.join(held_out)})" if held_out else ""
         lines.append(f"- label-free: weights {_weights_text(free['weights'])}, per-bank normalisation and alarm "
-                     f"threshold chosen on training videos only; labels {results['labels']['fixed']}")
+                     f"threshold chosen on training videos only{held_out}; labels {results['labels']['fixed']}")
     header = " | ".join(f"{name} {kind}" for name in columns for kind in ("micro", "macro", "padded"))
     lines += ["", f"| stream | {header} |", "|---|" + "---|" * (3 * len(columns))]
     for name in fixed["streams"]:

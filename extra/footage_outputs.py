@@ -1,5 +1,7 @@
-"""Own footage, what scoring writes per input: the CSV of per-frame scores (flushed clip by clip),
-the alarm intervals (JSON), the annotated video, and the AUROC against a ground truth when given.
+"""Own footage, what scoring writes per input, whichever method scores it: the CSV of per-frame scores
+(flushed clip by clip), the alarm intervals (JSON), the annotated video, and the AUROC against a
+ground truth when given. A method's scorer has ``streams`` (its raw score columns, in order) and
+``score(reader)``, which yields a ``ClipResult`` per clip as it is ready.
 """
 import csv
 import json
@@ -11,6 +13,17 @@ import numpy as np
 
 from extra.errors import VPCError
 from extra.io import atomic_path, make_folder
+
+
+@dataclass
+class ClipResult:
+    clip: object                     # extra.sources.Clip
+    banks: dict                      # stream -> per-frame raw scores of the clip
+    fused: np.ndarray                # calibrated total, per frame
+    alarms: np.ndarray               # fused above the calibration's clip threshold, per frame
+    boxes: list                      # the clip's objects' boxes (none for a frame-level method)
+    object_scores: np.ndarray        # each object's calibrated local score
+    seconds: float                   # from reading the clip's last frame to its result (detection included)
 
 
 def csv_columns(banks):
@@ -82,7 +95,7 @@ class ScoreWriter:
             cv2.rectangle(canvas, (int(box[0]), int(box[1])), (int(box[2]) - 1, int(box[3]) - 1), colour, 2)
         history = self.fused[-width:]
         for x, (value, alarm) in enumerate(zip(history, self.alarms[-width:])):
-            y = height + strip - 1 - int((strip - 2) * min(value / top, 1.0))
+            y = height + strip - 1 - int((strip - 2) * min(max(value / top, 0.0), 1.0))
             cv2.line(canvas, (x, height + strip - 1), (x, y), (0, 0, 255) if alarm else (200, 200, 200), 1)
         if result.alarms[t]:
             cv2.rectangle(canvas, (0, 0), (width - 1, height - 1), (0, 0, 255), 4)
@@ -124,7 +137,7 @@ def score_source(scorer, reader, out_dir, video_out=False, labels=None):
     whole CSV rows and the alarm intervals so far."""
     from extra.evaluation.metrics import micro_auroc
 
-    writer = ScoreWriter(out_dir, reader.name, reader.fps, [spec.name for spec in scorer.model.specs], video_out)
+    writer = ScoreWriter(out_dir, reader.name, reader.fps, scorer.streams, video_out)
     started, latencies = time.perf_counter(), []
     try:
         for result in scorer.score(reader):
