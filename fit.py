@@ -2,12 +2,13 @@
 
     python fit.py normal_videos/ --out camera.vpc --detector motion [--preset general]
     python fit.py normal_videos/ --out camera.mnad --method mnad [--mnad_method pred|recon --epochs 60]
+    python fit.py normal_videos/ --out camera.dual --method dual_memory [--pseudo_anomaly_jump 0.01]
 
 Runs object detection and the memorization stage with a preset's settings (every one can be
 overridden with the stage's flags), calibrates fusion, normalisation and an alarm threshold on the
-footage alone (README, Evaluation), and writes one model file for score.py. With --method mnad it trains
-MNAD instead, holding out some footage on which it calibrates (fit.py --method mnad --help for its
-flags). Intermediate files go to <work_dir>/footage/<model>/ and a rerun reuses them.
+footage alone (README, Evaluation), and writes one model file for score.py. With --method mnad or
+dual_memory it trains that model instead, holding out some footage on which it calibrates (fit.py
+--method mnad --help for its flags). Intermediate files go to <work_dir>/footage/<model>/ and a rerun reuses them.
 """
 import sys
 from pathlib import Path
@@ -15,14 +16,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from extra.errors import run_main  # noqa: E402
+from extra.methods import TRAINED, method_module  # noqa: E402
 from Memorization.cli import footage_parser, method_parser, resolve_footage_run  # noqa: E402
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     method, rest = method_parser().parse_known_args(argv)
-    if method.method == "mnad":
-        return fit_mnad(rest)
+    if method.method in TRAINED:
+        return fit_trained(method.method, rest)
     args = footage_parser(__doc__.splitlines()[0]).parse_args(argv)
     run = resolve_footage_run(args)
     from extra.lock import work_lock
@@ -43,21 +45,16 @@ def main(argv=None):
     return 0
 
 
-def fit_mnad(argv):
-    from MNAD.options import footage_parser as mnad_parser
-    from MNAD.options import resolve_footage_config
-
-    args = mnad_parser(__doc__.splitlines()[0]).parse_args(argv)
-    config = resolve_footage_config(args)
+def fit_trained(method, argv):
+    """A training-based method: its own flags, then its fitting."""
+    options = method_module(method, "options")
+    args = options.footage_parser(__doc__.splitlines()[0]).parse_args(argv)
+    config = options.resolve_footage_config(args)
     from extra.sources import footage_videos
 
-    videos = footage_videos(args.inputs)
-    from MNAD.footage import fit_footage
-
-    calibration = fit_footage(videos, config, args.out)
-    print(f"model: {args.out} (MNAD {config.method}, {len(videos)} normal videos, held out for calibration: "
-          f"{', '.join(calibration['held_out'])}; alpha {calibration['weights']['alpha']}, alarm threshold "
-          f"{calibration['threshold']:.4g} for {100 * config.false_alarm_rate:g}% false alarms)", flush=True)
+    videos = footage_videos(args.inputs)             # checked before the model code loads (seconds)
+    footage = method_module(method, "footage")
+    print(footage.summary(args.out, config, videos, footage.fit_footage(videos, config, args.out)), flush=True)
     return 0
 
 

@@ -46,15 +46,12 @@ def main(argv=None):
     # The inputs are checked before the model code loads (seconds); their clip length comes from the model.
     readers = [ClipReader(source, None, args.live) for source in args.inputs]
     from extra.footage_outputs import ground_truth_labels, score_source
-    from MNAD.checkpoints import is_checkpoint
+    from extra.methods import trained_scorer
 
-    if is_checkpoint(args.model):
-        from MNAD.footage import MNADScorer
-
-        if args.precision is not None:
-            raise VPCError("--precision is VideoPatchCore's: an MNAD model scores in float32")
-        scorer = MNADScorer(args.model)
-    else:
+    scorer = trained_scorer(args.model)
+    if scorer is not None and args.precision is not None:
+        raise VPCError("--precision is VideoPatchCore's: a training-based model scores in float32")
+    if scorer is None:
         from Memorization.footage.live import FootageScorer
 
         scorer = FootageScorer.from_file(args.model, args.detector, args.precision)

@@ -11,27 +11,29 @@ Loading also accepts the official files: a plain state dict in the official para
 a separate tensor file like the official ``keys.pt``. The official Train.py pickles the whole model,
 which cannot be read without running its code; the error says how to turn it into a state dict.
 
-Every problem with a file is one VPCError line: which file, what is wrong, what to do.
+The file handling every method shares is extra.checkpoints; this module is MNAD's part of it.
 """
-import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from extra.checkpoints import (
+    RecordFormat, check_state, expected_shapes, file_kind, is_record_file, read_record_file,
+    save_record_file, torch_load,
+)
 from extra.errors import FileKind, VPCError
-from extra.io import atomic_path
 from MNAD.model import FEATURE_DIM, MNAD
 
-FORMAT = "mnad-checkpoint"
-VERSION = 1
-METADATA_KEY = "mnad"
+FORM = RecordFormat("mnad", "mnad-checkpoint", 1, "an MNAD checkpoint")
+METADATA_KEY = FORM.key
 WEIGHT_PREFIX = "model."
 ITEMS_KEY = "memory.items"
 CHECKPOINT_KIND = FileKind("MNAD checkpoint", "make it again with MNAD/train.py, or pass a state dict of the "
                                               "official model (.pth) and its memory items (keys.pt)")
 ITEMS_KIND = FileKind("memory items file", "pass the keys.pt the official Train.py saved, or an MNAD checkpoint")
+PICKLED_REMEDY = ("the official Train.py saves one; where the official code is installed, save its state dict with "
+                  "torch.save(torch.load(path).state_dict(), 'state.pth') and pass that file")
 # The parameters that tell the variant and the input size of an official state dict.
 FIRST_CONV = "encoder.moduleConv1.0.weight"
 FIRST_UPSAMPLING = "decoder.moduleUpsample4.0.weight"
@@ -55,84 +57,17 @@ class Checkpoint:
         return model
 
 
-def _one_line(error):
-    return " ".join(str(error).split())[:160]
-
-
 def is_checkpoint(path):
-    """Whether ``path`` is an MNAD checkpoint (a safetensors file with MNAD's metadata entry); False for
-    anything else, which another loader then reads or refuses."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as opened:
-            return METADATA_KEY in (opened.metadata() or {})
-    except Exception:       # not a safetensors file, or a damaged one: not recognisably MNAD's
-        return False
+    """Whether ``path`` is an MNAD checkpoint; False for anything else, which another loader then reads or
+    refuses."""
+    return is_record_file(path, FORM)
 
 
 def save_checkpoint(path, model, items, settings=None):
     """Write ``model``'s weights, ``items`` and the JSON-ready ``settings`` to ``path`` atomically."""
-    from safetensors.torch import save_file
-
-    tensors = {WEIGHT_PREFIX + name: value.detach().cpu().contiguous().clone()
-               for name, value in model.state_dict().items()}
-    tensors[ITEMS_KEY] = items.detach().cpu().float().contiguous().clone()
-    record = {"format": FORMAT, "version": VERSION, "model": model.config(), "settings": settings or {}}
-    metadata = {METADATA_KEY: json.dumps(record, sort_keys=True)}
-    with atomic_path(path, needed_bytes=sum(t.nbytes for t in tensors.values())) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return Path(path)
-
-
-def _file_kind(path, what):
-    """"safetensors", "torch" (zip archive or legacy pickle), or None for anything else, of the file at
-    ``path``, which must exist (``what`` it should be names it otherwise)."""
-    if not path.is_file():
-        raise VPCError(f"{what} not found: {path}")
-    with open(path, "rb") as file:
-        head = file.read(9)
-    # safetensors first: its 8-byte header length may begin with 0x80, a pickle's first byte
-    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
-        return "safetensors"
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
-        return "torch"
-    return None
-
-
-def _read_safetensors(path, kind):
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as opened:
-            metadata = opened.metadata() or {}
-            tensors = {key: opened.get_tensor(key) for key in opened.keys()}
-    except Exception as error:      # every parse failure means a damaged or foreign file
-        raise VPCError(f"{path} is not a readable {kind.what} (damaged, cut short, or another kind of file: "
-                       f"{_one_line(error)}); {kind.remedy}") from None
-    try:
-        record = json.loads(metadata[METADATA_KEY])
-    except (KeyError, ValueError):
-        raise VPCError(f"{path} is a safetensors file but not an MNAD checkpoint; {kind.remedy}") from None
-    if record.get("format") != FORMAT or record.get("version") != VERSION:
-        raise VPCError(f"{path} is not an MNAD checkpoint this version reads (format {record.get('format')!r}, "
-                       f"version {record.get('version')!r}; this one reads {FORMAT!r} {VERSION}); {kind.remedy}")
-    return record, tensors
-
-
-def _torch_load(path, kind):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "global" in str(error).lower():
-            raise VPCError(f"{path} holds a whole pickled model (the official Train.py saves one), which cannot be "
-                           f"read without running its code: where the official code is installed, save its "
-                           f"state dict with torch.save(torch.load(path).state_dict(), 'state.pth') and pass that "
-                           f"file") from None
-        raise VPCError(f"{path} is not a readable {kind.what} ({_one_line(error)}); {kind.remedy}") from None
-    except Exception as error:      # a cut-short archive, a bad pickle: the file is damaged
-        raise VPCError(f"{path} is not a readable {kind.what} (damaged or cut short: {_one_line(error)}); "
-                       f"{kind.remedy}") from None
+    tensors = {WEIGHT_PREFIX + name: value for name, value in model.state_dict().items()}
+    tensors[ITEMS_KEY] = items.float()
+    return save_record_file(path, tensors, FORM, {"model": model.config(), "settings": settings or {}})
 
 
 def official_state(obj, path):
@@ -169,22 +104,11 @@ def official_config(state, msize, path):
             "fdim": FEATURE_DIM, "mdim": FEATURE_DIM}
 
 
-def check_state(state, config, path):
+def check_mnad_state(state, config, path):
     """Refuse a state dict that does not fit ``MNAD(**config)``: missing, unknown or misshapen parameters."""
-    try:
-        with torch.device("meta"):      # shapes only: nothing allocated
-            expected = {name: tuple(value.shape) for name, value in MNAD(**config).state_dict().items()}
-    except (TypeError, VPCError) as error:      # model arguments MNAD does not take, or refuses
-        raise VPCError(f"{path} is damaged (its model settings are not MNAD's: {_one_line(error)}); "
-                       f"{CHECKPOINT_KIND.remedy}") from None
-    missing = [name for name in expected if name not in state]
-    unknown = [name for name in state if name not in expected]
-    misshapen = [name for name in expected if name in state and tuple(state[name].shape) != expected[name]]
-    for problem, names in (("lacks", missing), ("has unknown parameters such as", unknown),
-                           ("has parameters of the wrong shape such as", misshapen)):
-        if names:
-            raise VPCError(f"{path} {problem} {names[0]} ({len(names)} in all) for an MNAD {config['method']} "
-                           f"model; {CHECKPOINT_KIND.remedy}")
+    model = f"an MNAD {config.get('method')} model"
+    check_state(state, expected_shapes(lambda: MNAD(**config), path, CHECKPOINT_KIND, "MNAD"), path,
+                CHECKPOINT_KIND, model)
 
 
 def check_items(items, path, kind=ITEMS_KIND):
@@ -200,12 +124,12 @@ def check_items(items, path, kind=ITEMS_KIND):
 def load_items(path):
     """Memory items from a tensor file like the official keys.pt, or from an MNAD checkpoint."""
     path = Path(path)
-    kind = _file_kind(path, "memory items file")
+    kind = file_kind(path, "memory items file")
     if kind == "safetensors":
-        _, tensors = _read_safetensors(path, ITEMS_KIND)
+        _, tensors = read_record_file(path, ITEMS_KIND, FORM)
         return check_items(tensors.get(ITEMS_KEY), path)
     if kind == "torch":
-        return check_items(_torch_load(path, ITEMS_KIND), path)
+        return check_items(torch_load(path, ITEMS_KIND, PICKLED_REMEDY), path)
     raise VPCError(f"{path} is neither a torch tensor file nor an MNAD checkpoint (damaged or another kind of "
                    f"file); {ITEMS_KIND.remedy}")
 
@@ -214,16 +138,16 @@ def load_checkpoint(path, items_path=None):
     """A Checkpoint from an MNAD checkpoint or an official state dict; ``items_path`` (a keys.pt-like
     file) gives or replaces the memory items. Every parameter is checked against the model it builds."""
     path = Path(path)
-    kind = _file_kind(path, "MNAD checkpoint")
+    kind = file_kind(path, "MNAD checkpoint")
     if kind == "safetensors":
-        record, tensors = _read_safetensors(path, CHECKPOINT_KIND)
+        record, tensors = read_record_file(path, CHECKPOINT_KIND, FORM)
         state = {key[len(WEIGHT_PREFIX):]: value for key, value in tensors.items() if key.startswith(WEIGHT_PREFIX)}
         items = check_items(tensors[ITEMS_KEY], path, CHECKPOINT_KIND) if ITEMS_KEY in tensors else None
         config, settings = record.get("model"), record.get("settings", {})
         if not isinstance(config, dict) or not isinstance(settings, dict):
             raise VPCError(f"{path} is damaged (its settings record cannot be read); {CHECKPOINT_KIND.remedy}")
     elif kind == "torch":
-        state, items, settings = official_state(_torch_load(path, CHECKPOINT_KIND), path), None, {}
+        state, items, settings = official_state(torch_load(path, CHECKPOINT_KIND, PICKLED_REMEDY), path), None, {}
         config = None
     else:
         raise VPCError(f"{path} is neither an MNAD checkpoint nor a torch state dict (damaged or another kind of "
@@ -234,5 +158,5 @@ def load_checkpoint(path, items_path=None):
         config = official_config(state, 10 if items is None else items.shape[0], path)
     elif items is not None:
         config = {**config, "msize": items.shape[0]}
-    check_state(state, config, path)
+    check_mnad_state(state, config, path)
     return Checkpoint(state, items, config, settings)

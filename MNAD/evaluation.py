@@ -13,20 +13,21 @@ from the training footage held out of its training (MNAD.calibration), no test s
 import hashlib
 import time
 
-from extra.datasets import labelled_test_videos
 from extra.device import default_device, device_description
 from extra.errors import VPCError
+from extra.evaluation.fusion import refuse_constant
 from extra.evaluation.harness import evaluate
-from extra.evaluation.results import RESULTS_FILE, SCORES_FILE, SavedEvaluation, format_results, save_results
+from extra.evaluation.results import SavedEvaluation, report
 from extra.evaluation.scores import make_video_scores
 from extra.progress import progress
-from MNAD.checkpoints import load_checkpoint
+from extra.windows import held_out_again, test_videos, whole
 from MNAD.calibration import label_free_calibration
-from MNAD.data import Windows, hold_out_pieces, whole
+from MNAD.checkpoints import load_checkpoint
+from MNAD.data import mnad_windows
 from MNAD.model import score_sequence
 from MNAD.options import MODEL_FILE
 from MNAD.scoring import STREAMS, TITLES, MNADWeights, cut_labels, mnad_evaluation, mnad_streams
-from MNAD.training import lock, training_videos
+from MNAD.training import lock
 
 LABEL_FREE_NOTE = ("label-free: none, this run trained on every training video; train with --hold_out K for a "
                    "label-free column (alpha, normalisation and threshold from K held-out videos)\n")
@@ -67,7 +68,7 @@ def model_of(config):
 
 def score_videos(model, items, videos, config, device):
     """Per test video, the PSNR and compactness distance of every window's scored frame, in order."""
-    windows = Windows(whole(videos), config.t_length, config.h, config.w)
+    windows = mnad_windows(whole(videos), config)
     per_video, trained = {"psnr": [], "distance": []}, items
     for v in progress(range(len(videos)), "MNAD test videos"):
         first = windows.first_window(v)
@@ -80,17 +81,10 @@ def score_videos(model, items, videos, config, device):
 
 
 def held_out_pieces(config, checkpoint):
-    """The training footage the run's model was trained without (MNAD.data.Piece), found again in the
-    training split; none for a model given with --model_dir."""
-    names = checkpoint.settings.get("training", {}).get("held_out") or []
-    if config.model_dir is not None or not names:
+    """The training footage the run's model was trained without; none for a model given with --model_dir."""
+    if config.model_dir is not None:
         return []
-    _, held_out = hold_out_pieces(training_videos(config), config.hold_out, config.t_length)
-    if [piece.name for piece in held_out] != names:
-        raise VPCError(f"the training split has changed since {config.run_dir / MODEL_FILE} was trained: it held out "
-                       f"{', '.join(names)}, the split now gives {', '.join(p.name for p in held_out)}; train again "
-                       f"with --overwrite")
-    return held_out
+    return held_out_again(config, checkpoint.settings.get("training", {}).get("held_out"), config.run_dir / MODEL_FILE)
 
 
 def settings_of(config, checkpoint):
@@ -104,13 +98,7 @@ def settings_of(config, checkpoint):
 
 def evaluate_run(config):
     """Score the test videos, evaluate, save and print; returns the results (a dict)."""
-    videos, labels = labelled_test_videos(config.settings, config.data_root, config.t_length)
-    if not videos:
-        raise VPCError(f"no test video has the {config.t_length} frames one window needs (--t_length)")
-    for video in videos:
-        if video.n_frames == config.t_length:
-            raise VPCError(f"test video {video.source} has {video.n_frames} frames, one window of --t_length "
-                           f"{config.t_length}: MNAD min-maxes each video's scores, which needs 2 windows or more")
+    videos, labels = test_videos(config.settings, config.data_root, config.t_length)
     with lock(config):
         return _evaluate_run(config, videos, labels)
 
@@ -122,11 +110,7 @@ def _evaluate_run(config, videos, labels):
     started = time.perf_counter()
     per_video = score_videos(model, checkpoint.items.to(device).clone(), videos, config, device)
     seconds = time.perf_counter() - started
-    for stream, vectors in per_video.items():
-        for video, x in zip(videos, vectors):
-            if x.max() == x.min():      # the official code would divide 0 by 0 here
-                raise VPCError(f"test video {video.name}: its {stream} is the same on all {len(x)} frames scored, "
-                               f"so MNAD's per-video min-max normalisation is undefined")
+    refuse_constant([video.name for video in videos], per_video)
     cut = [cut_labels(labels[video.name], config.t_length, video.first_frame) for video in videos]
     scores = make_video_scores(per_video, cut, STREAMS, [video.name for video in videos])
     weights = MNADWeights(config.alpha)
@@ -142,16 +126,6 @@ def _evaluate_run(config, videos, labels):
                 "device": device_description(device), "test_frames_per_second": round(n_frames / seconds, 2),
                 "held_out": [piece.name for piece in held_out]}
     fused = {name: scores.split(x) for name, x in mnad_streams(scores, weights).items()}
-    save_results(out / SCORES_FILE, out / RESULTS_FILE, scores, results, metadata, fused=fused)
-    print(format_results(results, metadata, TITLES, method.protocol_note) + ("" if held_out else LABEL_FREE_NOTE),
-          flush=True)
-    print(f"scored {n_frames} test frames in {seconds:.1f} s ({n_frames / seconds:.2f} frames/s)", flush=True)
-    print(f"scores and results: {out}", flush=True)
-    if config.figures:
-        from extra.evaluation.curves import score_figures   # matplotlib, only when figures are asked for
-
-        saved = SavedEvaluation(scores, fused, results, metadata)
-        written = score_figures(saved, fused, out, config.dataset, STYLES)
-        print(f"{len(written)} score figures: {out / 'scores'}", flush=True)
+    report(out, SavedEvaluation(scores, fused, results, metadata), method, TITLES, "" if held_out else LABEL_FREE_NOTE,
+           (config.dataset, STYLES) if config.figures else None)
     return results
-

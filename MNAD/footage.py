@@ -16,14 +16,16 @@ from extra.device import default_device
 from extra.errors import VPCError
 from extra.evaluation.scores import make_video_scores
 from extra.footage_outputs import ClipResult
+from extra.windows import hold_out_pieces, resized
 from MNAD.calibration import label_free_calibration
-from MNAD.checkpoints import load_checkpoint, save_checkpoint
-from MNAD.data import hold_out_pieces, input_frame, resized
+from MNAD.checkpoints import is_checkpoint, load_checkpoint, save_checkpoint
+from MNAD.data import input_frame
 from MNAD.model import score_window
 from MNAD.scoring import STREAMS, calibrated_streams
 from MNAD.training import lock, train_on
 
 SCORING_FIELDS = ("th", "update_norm", "point_score", "psnr_peak")
+__all__ = ["Scorer", "fit_footage", "is_checkpoint", "summary"]
 
 
 def fit_footage(videos, config, out):
@@ -45,7 +47,14 @@ def fit_footage(videos, config, out):
     return calibration
 
 
-class MNADScorer:
+def summary(out, config, videos, calibration):
+    """fit.py's closing line."""
+    return (f"model: {out} (MNAD {config.method}, {len(videos)} normal videos, held out for calibration: "
+            f"{', '.join(calibration['held_out'])}; alpha {calibration['weights']['alpha']}, alarm threshold "
+            f"{calibration['threshold']:.4g} for {100 * config.false_alarm_rate:g}% false alarms)")
+
+
+class Scorer:
     """Scores a source frame by frame with a calibrated MNAD model file: raw PSNR and distance, the
     calibrated fused score, alarms above the calibration's threshold (score.py)."""
 

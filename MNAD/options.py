@@ -7,10 +7,10 @@ from pathlib import Path
 
 from extra import config as paths
 from extra.cli import (
-    OneLineErrorParser, add_bool_flag, add_false_alarm_argument, checked_false_alarm_rate, dataset_settings,
-    resolve_path,
+    FOOTAGE_DATASET, OneLineErrorParser, add_bool_flag, add_false_alarm_argument, checked_false_alarm_rate,
+    add_overwrite_argument, add_run_arguments, dataset_settings, footage_work_dir, resolve_path, setting_tag,
 )
-from extra.config import DATASETS
+from extra.cli import footage_parser as shared_footage_parser
 from extra.errors import VPCError
 from extra.evaluation.fusion import DEFAULT_FALSE_ALARM_RATE
 
@@ -107,7 +107,7 @@ class MNADConfig:
     def _tags(self, names):
         defaults, record = self.defaults(), {**asdict(self), "recon_loss_swap": self.swap}
         defaults["recon_loss_swap"] = self.method == "recon"
-        return [_tag(name, record[name]) for name in names if record[name] != defaults[name]]
+        return [setting_tag(name, record[name]) for name in names if record[name] != defaults[name]]
 
     @property
     def run_name(self):
@@ -129,14 +129,8 @@ class MNADConfig:
         return "_".join([RESULTS_FOLDER, *self._tags(names)])
 
 
-def _tag(name, value):
-    if isinstance(value, bool):
-        return name if value else f"no_{name}"
-    return f"{name}-{value}" if isinstance(value, str) else f"{name}{value}"
-
-
 PER_METHOD = {key: " / ".join(f"{METHOD_DEFAULTS[m][key]} {m}" for m in METHODS) for key in METHOD_DEFAULTS["pred"]}
-FOOTAGE_DATASET, FOOTAGE_HOLD_OUT = "footage", 1
+FOOTAGE_HOLD_OUT = 1
 
 
 def add_model_arguments(parser, method_flag="--method", hold_out=SHARED_DEFAULTS["hold_out"]):
@@ -193,23 +187,11 @@ def add_scoring_arguments(parser):
     add_false_alarm_argument(parser)
 
 
-def add_overwrite_argument(parser):
-    add_bool_flag(parser, "--overwrite", False, "train from the start even when a finished model or a resume file "
-                                                "of the run exists")
-
-
 def build_parser(description, evaluation=False):
     """The command line of MNAD/train.py, or with ``evaluation`` of MNAD/evaluate.py: the same flags (they name
     the run to evaluate) and the evaluation's own."""
     parser = OneLineErrorParser(description=description)
-    parser.add_argument("--dataset_type", default="avenue", choices=list(DATASETS),
-                        help="the dataset's layout and ground truth (extra/config.py; the demo data is avenue's)")
-    add_model_arguments(parser)
-    parser.add_argument("--data_root", "--dataset_path", default=None,
-                        help="folder holding the datasets (default: $VPC_DATA_ROOT, then extra/config.py)")
-    parser.add_argument("--work_dir", default=None,
-                        help="working directory; runs go to <work_dir>/mnad/<dataset>/<run>/ (default: "
-                             "$VPC_WORK_DIR, then extra/config.py)")
+    add_run_arguments(parser, "mnad", add_model_arguments)
     if not evaluation:
         add_overwrite_argument(parser)
         return parser
@@ -230,25 +212,16 @@ def build_parser(description, evaluation=False):
 
 def footage_parser(description):
     """fit.py --method mnad: normal footage of any names in, one calibrated model file out."""
-    parser = OneLineErrorParser(prog="fit.py --method mnad", description=description)
-    parser.add_argument("inputs", nargs="+", help="normal footage: video files, frame folders, or folders of them")
-    parser.add_argument("--out", required=True, help="the model file to write (an MNAD checkpoint, .mnad)")
+    parser = shared_footage_parser("mnad", description, "mnad")
     add_model_arguments(parser, "--mnad_method", FOOTAGE_HOLD_OUT)
     add_scoring_arguments(parser)
-    parser.add_argument("--work_dir", default=None,
-                        help="intermediate files (default: $VPC_WORK_DIR, then extra/config.py), under footage/<model>")
     add_overwrite_argument(parser)
     return parser
 
 
 def resolve_footage_config(args):
-    """The MNADConfig of fit.py --method mnad: its run in <work_dir>/footage/<model>/mnad/footage/; footage
-    held out for the label-free threshold, which scoring needs."""
-    if args.hold_out < 1:
-        raise VPCError("--hold_out must be at least 1: the alarm threshold is calibrated on normal footage held out "
-                       "of training")
-    work_dir = resolve_path(args.work_dir, "VPC_WORK_DIR", paths.work_dir) / "footage" / Path(args.out).stem
-    return resolve_config(args, dataset=FOOTAGE_DATASET, work_dir=work_dir)
+    """The MNADConfig of fit.py --method mnad: its run in <work_dir>/footage/<model>/mnad/footage/."""
+    return resolve_config(args, dataset=FOOTAGE_DATASET, work_dir=footage_work_dir(args))
 
 
 def _pick(value, default):

@@ -12,12 +12,12 @@ percentile of normal calibration frames, and fused as ``alpha psnr_n + (1 - alph
 alpha chosen on pseudo-anomalies; the alarm threshold is a quantile of the normal calibration frames.
 """
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from extra.errors import VPCError
-from extra.evaluation.fusion import WEIGHTS, normalisation, normalised
+from extra.evaluation.fusion import WEIGHTS, alarm_threshold, minmax_unguarded, normalisation, normalised, oriented
 from extra.evaluation.harness import MethodEvaluation
 from extra.evaluation.metrics import micro_auroc
 
@@ -32,16 +32,9 @@ def psnr(mse):
     return 10 * math.log10(1 / mse)
 
 
-def minmax(x):
-    """(x - min) / (max - min) over one video, without the guard against a constant video the official
-    code does not have (it gives NaN there, as the official code does)."""
-    x = np.asarray(x, dtype=np.float64)
-    return (x - x.min()) / (x.max() - x.min())
-
-
 def normality(psnr_of_video, distance_of_video, alpha):
     """The official per-frame normality of one video: alpha PSNR' + (1 - alpha) (1 - distance')."""
-    return alpha * minmax(psnr_of_video) + (1 - alpha) * (1.0 - minmax(distance_of_video))
+    return alpha * minmax_unguarded(psnr_of_video) + (1 - alpha) * (1.0 - minmax_unguarded(distance_of_video))
 
 
 @dataclass(frozen=True)
@@ -60,8 +53,8 @@ def cut_labels(labels, t_length, first_frame=0):
 def mnad_streams(scores, weights):
     """Anomaly score of each stream over all frames (VideoScores of "psnr" and "distance"): 1 - PSNR' and
     distance', each normalised per video, and the total, 1 - normality."""
-    psnr_norm = [minmax(x) for x in scores.banks["psnr"]]
-    distance_norm = [minmax(x) for x in scores.banks["distance"]]
+    psnr_norm = [minmax_unguarded(x) for x in scores.banks["psnr"]]
+    distance_norm = [minmax_unguarded(x) for x in scores.banks["distance"]]
     total = [1.0 - normality(p, d, weights.alpha) for p, d in zip(scores.banks["psnr"], scores.banks["distance"])]
     return {"psnr": np.concatenate([1.0 - x for x in psnr_norm]), "distance": np.concatenate(distance_norm),
             "total": np.concatenate(total)}
@@ -88,18 +81,12 @@ def weighted(alpha, psnr_score, distance_score):
     return alpha * np.asarray(psnr_score) + (1 - alpha) * np.asarray(distance_score)
 
 
-def oriented(scores):
-    """VideoScores with every stream turned so that higher means more anomalous (the PSNR negated)."""
-    return replace(scores, banks={name: [ORIENTATION[name] * x for x in vectors]
-                                  for name, vectors in scores.banks.items()})
-
-
 def calibrated_streams(scores, calibration):
     """Each stream oriented and scaled by the calibration, and their fused total, over all frames: no
     statistic of the scored videos used, so a frame's score is known as soon as it is scored."""
     scales, alpha = calibration["normalisation"], calibration["weights"]["alpha"]
     banks = {name: np.concatenate([normalised(x, scales[name]) for x in vectors])
-             for name, vectors in oriented(scores).banks.items()}
+             for name, vectors in oriented(scores, ORIENTATION).banks.items()}
     return {**banks, "total": weighted(alpha, banks["psnr"], banks["distance"])}
 
 
@@ -108,7 +95,7 @@ def choose_alpha(scores, labels, scales):
     pseudo-anomalous frames of the calibration sequences (micro AUROC; the first best kept)."""
     y, best = np.concatenate(labels), None
     banks = {name: np.concatenate([normalised(x, scales[name]) for x in vectors])
-             for name, vectors in oriented(scores).banks.items()}
+             for name, vectors in oriented(scores, ORIENTATION).banks.items()}
     for alpha in WEIGHTS:
         value = micro_auroc(weighted(alpha, banks["psnr"], banks["distance"]), y)
         if best is None or value > best[0]:
@@ -124,12 +111,12 @@ def calibrate(scores, labels, false_alarm_rate, details=None):
     if not (y == 0).any() or not (y == 1).any():
         raise VPCError("the label-free calibration needs held-out footage with both normal and pseudo-anomalous "
                        "frames: hold out longer videos")
-    scales = normalisation(oriented(scores), labels)
+    scales = normalisation(oriented(scores, ORIENTATION), labels)
     alpha = choose_alpha(scores, labels, scales)
     calibration = {"weights": {"alpha": alpha}, "normalisation": scales, "false_alarm_rate": false_alarm_rate,
                    **(details or {})}
     total = calibrated_streams(scores, calibration)["total"]
-    calibration["threshold"] = float(np.quantile(total[y == 0], 1 - false_alarm_rate))
+    calibration["threshold"] = alarm_threshold(total, labels, false_alarm_rate)
     calibration["clip_threshold"] = calibration["threshold"]      # frame by frame already: nothing to smooth
     calibration["separation_auroc"] = micro_auroc(total, y)
     return calibration

@@ -10,6 +10,7 @@ from extra.cli import (
     checked_false_alarm_rate, resolve_context,
 )
 from extra.errors import VPCError
+from extra.methods import TRAINED
 from extra.evaluation.fusion import GLOBAL_FUSION, LOCAL_FUSION, FusionWeights
 from Memorization.banks.specs import BANKS
 from Memorization.encoders.registry import DEFAULT_ENCODER, ENCODER_NAMES
@@ -159,7 +160,7 @@ def resolve_run(args):
                            false_alarm_rate=checked_false_alarm_rate(args))
 
 
-FOOTAGE_METHODS = ("vpc", "mnad")
+FOOTAGE_METHODS = ("vpc", *TRAINED)
 
 
 def method_parser():
@@ -178,7 +179,8 @@ def footage_parser(description):
     parser.add_argument("inputs", nargs="+", help="normal footage: video files, frame folders, or folders of them")
     parser.add_argument("--out", required=True, help="the model file to write (.vpc)")
     parser.add_argument("--method", default=FOOTAGE_METHODS[0], choices=FOOTAGE_METHODS,
-                        help="vpc: VideoPatchCore (default, these flags); mnad: MNAD (fit.py --method mnad --help)")
+                        help="vpc: VideoPatchCore (default, these flags); mnad: MNAD, dual_memory: the dual-memory "
+                             "autoencoder (fit.py --method mnad --help for theirs)")
     parser.add_argument("--preset", default="general", choices=PRESETS,
                         help="per-dataset defaults of every setting (default general: the ShanghaiTech numbers)")
     parser.add_argument("--detector", default=YOLO, choices=DETECTORS,

@@ -1,4 +1,5 @@
-"""compare.py's library: VideoPatchCore and MNAD run on one dataset, measured, and one table of them.
+"""compare.py's library: VideoPatchCore, MNAD and the dual-memory model run on one dataset, measured, and
+one table of them.
 
 What is measured, on the device the process runs on:
 
@@ -9,9 +10,11 @@ What is measured, on the device the process runs on:
   (ObjectDetection.pipeline, Memorization.pipeline and Memorization.features), nothing of them changed.
 - VideoPatchCore's sensitivity: the protocol AUROC with every bank's coreset ratio times each scale, from
   the same features (``scaled_ratios``).
-- MNAD (<compare>/mnad/): ``MNAD.training.train``'s wall time from the start, and ``evaluate_run``'s
-  results, its scoring rate included; one training run per memory size; for the label-free column a
-  run trained with a training video held out (<compare>/mnad_hold_out/).
+- The methods that train a model, MNAD (<compare>/mnad/) and the dual-memory model (<compare>/dual_memory/),
+  each described by a ``TrainedMethod``: its ``train``'s wall time from the start, and its
+  ``evaluate_run``'s results, its scoring rate included; one training run per memory size (MNAD's msize,
+  the dual-memory model's mem_dim); for the label-free column a run trained with a training video held
+  out (<compare>/<method>_hold_out/).
 
 Every finished measurement is stored at once in <compare>/comparison.json with the settings it was made
 with; a rerun reuses those whose settings are the same (``Measurements``), so an interrupted comparison
@@ -19,12 +22,15 @@ resumes. Heavy modules (torch, OpenCV) are imported by the measuring functions o
 the resolution of the flags are cheap (compare.py --help, its argument errors).
 """
 import contextlib
+import importlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from comparison.table import format_markdown, format_text, memory_note
+from DualMemory import options as dual_options
 from extra import config as paths
 from extra.cli import add_bool_flag, base_parser
 from extra.datasets import split_folder
@@ -33,25 +39,125 @@ from extra.io import atomic_path
 from Memorization.cli import add_backbone_arguments, add_evaluation_arguments, add_method_arguments, resolve_run
 from Memorization.encoders.registry import DEFAULT_ENCODER
 from Memorization.options import PUBLISHED_BANKS, MemorizationRun, method_record, results_folder, results_name, run_tags
-from MNAD.options import EVALUATION_FIELDS, METHODS, SHARED_DEFAULTS, TRAINING_FIELDS, MNADConfig, resolve_config
-from MNAD.options import build_parser as mnad_parser
+from MNAD import options as mnad_options
 from ObjectDetection.options import DETECTORS, YOLO, DetectionOptions
 
 STORE_FORMAT, STORE_VERSION = "vpc-comparison", 1
 JSON_FILE, MARKDOWN_FILE, TEXT_FILE = "comparison.json", "comparison.md", "comparison.txt"
-PUBLISHED_MSIZE = SHARED_DEFAULTS["msize"]
-MNAD_FLAGS = ("epochs", "h", "w", "batch_size", "seed")
-# The MNAD run folders under <compare>/: every memory size, and the run with a training video held out.
-MNAD_FOLDER, HOLD_OUT_FOLDER, VPC_FOLDER = "mnad", "mnad_hold_out", "vpc"
+VPC, MNAD, DUAL_MEMORY = "vpc", "mnad", "dual_memory"          # the --methods names, in the table's order
+METHODS = (VPC, MNAD, DUAL_MEMORY)
+VPC_FOLDER = "vpc"
 HOLD_OUT = 1
+# compare.py trains the dual-memory model with pseudo-anomalies at the probability STEAL's README trains with
+# (a guess for this method, DualMemory/SPEC.md section 1): the official default 0 leaves its anomaly memory unused.
+DUAL_PSEUDO_ANOMALY_JUMP = 0.01
+# The settings of a trained method's config that are where it writes or what it loads, not what it measures.
+NOT_SETTINGS = ("work_dir", "overwrite", "figures", "model_dir", "m_items_dir")
 
 
-# --- the command line --------------------------------------------------------------------------------
+# --- the methods that train a model ----------------------------------------------------------------------
+
+def lazy(module, name):
+    """``module.name``, imported when first called: the parser and the flags' resolution stay free of torch."""
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+@dataclass(frozen=True)
+class TrainedMethod:
+    """A method that trains a model, as compare.py runs and measures it (MNAD, the dual-memory model)."""
+
+    key: str                # its --methods name and its folders under <compare>/: <key>/, <key>_hold_out/
+    name: str               # in the notes ("MNAD train s = ...")
+    title: str              # in the title and the notes' possessives ("the dual-memory model's")
+    package: str            # its folder: <package>/training.py train(), <package>/evaluation.py evaluate_run()
+    parser: object          # its own build_parser(description, evaluation=True) ...
+    resolve: object         # ... and resolve_config(args): the config compare.py measures
+    memory: object          # a loaded checkpoint -> its memories, {name: [rows, channels]}
+    size: str               # the memory size's setting (msize), one training run per value of --<sweep>
+    sweep: str              # compare.py's flag of those values (msizes)
+    published_size: int
+    flags: tuple            # (compare.py's flag, the method's flag): the flags passed on
+    fields: tuple           # the settings compared with the published ones (the differences note)
+    window: str             # what it reads, one per frame scored ("window", "clip")
+    saved: str              # what its checkpoint holds (the size note)
+    row_name: object        # config -> the table's method cell
+    notes: object = lambda config: []      # config -> the method's own notes
+
+    def module(self, name):
+        return f"{self.package}.{name}"
+
+    @property
+    def train(self):
+        """train(config) -> the checkpoint's path."""
+        return lazy(self.module("training"), "train")
+
+    @property
+    def evaluate(self):
+        """evaluate_run(config) -> the results dict (results.json in config.run_dir / config.results_name())."""
+        return lazy(self.module("evaluation"), "evaluate_run")
+
+    @property
+    def load_checkpoint(self):
+        """load_checkpoint(path) -> a checkpoint: .build() the model, .settings the training record."""
+        return lazy(self.module("checkpoints"), "load_checkpoint")
+
+
+def dual_memory_notes(config):
+    """The probability of a pseudo-anomaly the dual-memory model was trained with, and what it means."""
+    if not config.pseudo_anomaly_jump:
+        return ["dual-memory pseudo_anomaly_jump 0 (the official default): no training clip is made a pseudo-anomaly, "
+                "so the anomaly memory is never used or trained (a single-memory MemAE)."]
+    return [f"dual-memory pseudo_anomaly_jump {config.pseudo_anomaly_jump:g}: each training clip is made a skip-frame "
+            f"pseudo-anomaly (strides {', '.join(map(str, config.jump))}) with this probability and trained through "
+            f"the anomaly memory. compare.py's default {DUAL_PSEUDO_ANOMALY_JUMP:g} is the value STEAL's README trains "
+            f"with, a guess for this method (DualMemory/SPEC.md, section 1); the official default 0 leaves the "
+            f"anomaly memory unused."]
+
+
+TRAINED = {
+    MNAD: TrainedMethod(
+        key=MNAD, name="MNAD", title="MNAD", package="MNAD", parser=mnad_options.build_parser,
+        resolve=mnad_options.resolve_config, memory=lambda checkpoint: {"items": list(checkpoint.items.shape)},
+        size="msize", sweep="msizes", published_size=mnad_options.SHARED_DEFAULTS["msize"],
+        flags=(("mnad_method", "method"), ("epochs", "epochs"), ("h", "h"), ("w", "w"), ("batch_size", "batch_size"),
+               ("seed", "seed")),
+        fields=(*mnad_options.TRAINING_FIELDS, *mnad_options.EVALUATION_FIELDS), window="window",
+        saved="MNAD's checkpoint holds its trained weights and memory items (not counted in its parameters)",
+        row_name=lambda config: f"MNAD {config.method} (msize {config.msize})"),
+    DUAL_MEMORY: TrainedMethod(
+        key=DUAL_MEMORY, name="dual-memory", title="the dual-memory model", package="DualMemory",
+        parser=dual_options.build_parser, resolve=dual_options.resolve_config,
+        memory=lambda checkpoint: {name: list(checkpoint.state[f"{module}.memMatrix"].shape)
+                                   for name, module in (("normal", "mem3"), ("anomaly", "mem3_ano"))},
+        size="mem_dim", sweep="mem_dims", published_size=dual_options.DEFAULTS["mem_dim"],
+        flags=(("dual_epochs", "epochs"), ("dual_h", "h"), ("dual_w", "w"),
+               ("dual_pseudo_anomaly_jump", "pseudo_anomaly_jump"), ("dual_lr", "lr")),
+        fields=(*dual_options.TRAINING_FIELDS, *dual_options.EVALUATION_FIELDS), window="clip",
+        saved="the dual-memory model's checkpoint holds its trained weights, its two memories among them (counted "
+              "in its parameters)",
+        row_name=lambda config: f"dual-memory (mem_dim {config.mem_dim})", notes=dual_memory_notes),
+}
+
+
+# --- the command line ------------------------------------------------------------------------------------
+
+def add_flags(group, prefix, defaults, texts):
+    """One flag --<prefix><name> per (name, text), its default and type those of ``defaults[name]``."""
+    for name, text in texts:
+        group.add_argument(f"--{prefix}{name}", type=type(defaults[name]), default=defaults[name],
+                           help=f"{text} (default {defaults[name]:g})")
+
 
 def build_parser(description):
-    """compare.py's flags: the Memorization stage's method, encoder and evaluation flags, the detector,
-    MNAD's training flags, and the two sensitivity sweeps."""
+    """compare.py's flags: the methods compared, the Memorization stage's method, encoder and evaluation
+    flags, the detector, MNAD's and the dual-memory model's training flags, and the sensitivity sweeps."""
     parser = base_parser(description)
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"the methods compared, comma-separated, one row each (default {','.join(METHODS)})")
     vpc = parser.add_argument_group("VideoPatchCore (the flags of Memorization/run.py and ObjectDetection/run.py)")
     add_method_arguments(vpc)
     add_backbone_arguments(vpc)
@@ -61,17 +167,31 @@ def build_parser(description):
     vpc.add_argument("--yolo_weights", default=paths.yolo_weights,
                      help="YOLOv5 model name or local checkpoint (default: yolo_weights in extra/config.py)")
     mnad = parser.add_argument_group("MNAD (the flags of MNAD/train.py; defaults the published ones)")
-    mnad.add_argument("--mnad_method", default="pred", choices=METHODS,
+    mnad.add_argument("--mnad_method", default="pred", choices=mnad_options.METHODS,
                       help="pred: predict frame 5 from frames 1-4 (default); recon: reconstruct each frame")
-    for name, text in (("epochs", "training epochs"), ("h", "frame height, a multiple of 8"),
-                       ("w", "frame width, a multiple of 8"), ("batch_size", "training windows per batch"),
-                       ("seed", "seeds the weights, the memory items and the shuffling")):
-        mnad.add_argument(f"--{name}", type=int, default=SHARED_DEFAULTS[name],
-                          help=f"{text} (default {SHARED_DEFAULTS[name]})")
+    add_flags(mnad, "", mnad_options.SHARED_DEFAULTS,
+                  (("epochs", "training epochs"), ("h", "frame height, a multiple of 8"),
+                   ("w", "frame width, a multiple of 8"), ("batch_size", "training windows per batch"),
+                   ("seed", "seeds the weights, the memory items and the shuffling")))
+    dual = parser.add_argument_group("the dual-memory model (DualMemory/train.py's flags as --dual_*; defaults the "
+                                     "published ones but --dual_pseudo_anomaly_jump's)")
+    add_flags(dual, "dual_", {**dual_options.DEFAULTS, "pseudo_anomaly_jump": DUAL_PSEUDO_ANOMALY_JUMP},
+              (("epochs", "training epochs"), ("h", "frame height, a multiple of 8"),
+               ("w", "frame width, a multiple of 8"),
+               ("lr", "Adam's learning rate, the official one for Avenue and ShanghaiTech, which barely moves the "
+                      "weights in a few epochs"),
+               ("pseudo_anomaly_jump", "probability that a training clip becomes a skip-frame pseudo-anomaly, "
+                                       "trained through the anomaly memory: the value STEAL's README trains with, a "
+                                       "guess (DualMemory/SPEC.md section 1); the official default 0 leaves the "
+                                       "anomaly memory unused")))
     sweep = parser.add_argument_group("sensitivity to the memory's size, and resuming")
     sweep.add_argument("--msizes", default="5,10,20",
                        help=f"MNAD memory sizes, one training run each (default 5,10,20; the table's row is "
-                            f"msize {PUBLISHED_MSIZE}, the published)")
+                            f"msize {TRAINED[MNAD].published_size}, the published)")
+    sweep.add_argument("--mem_dims", default="500,2000,4000",
+                       help=f"dual-memory memory sizes (slots of each memory), one training run each (default "
+                            f"500,2000,4000; the table's row is mem_dim {TRAINED[DUAL_MEMORY].published_size}, the "
+                            f"published)")
     sweep.add_argument("--coreset_scales", default="0.5,1,2",
                        help="VideoPatchCore: every bank's coreset ratio times each scale (default 0.5,1,2; 1: the "
                             "dataset's ratios)")
@@ -94,24 +214,60 @@ def number_list(text, flag, kind, smallest, strictly=False):
     return tuple(values)
 
 
+def method_list(text):
+    """The methods of --methods, in the table's order."""
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(names - set(METHODS))
+    if unknown or not names:
+        raise VPCError(f"--methods takes comma-separated names among {', '.join(METHODS)}, got {text!r}")
+    return tuple(name for name in METHODS if name in names)
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A trained method as compared: its description, its run at the published memory size with the flags,
+    and the memory sizes of its sensitivity."""
+
+    method: TrainedMethod
+    config: object          # the method's config (MNADConfig, DualMemoryConfig), working in <folder>/<key>
+    sizes: tuple
+
+
 @dataclass(frozen=True)
 class Comparison:
     """What compare.py measures and where."""
 
     vpc: MemorizationRun             # the dataset's settings with the flags, working in <folder>/vpc
     detection: DetectionOptions      # the detector and its weights
-    mnad: MNADConfig                 # the published msize with the flags, working in <folder>/mnad
-    msizes: tuple
+    trained: dict                    # {key: TrainedRun} of the trained methods compared, in the table's order
     coreset_scales: tuple
     folder: Path                     # <work_dir>/compare/<dataset>
+    methods: tuple = METHODS         # the methods compared (--methods)
     overwrite: bool = False
+
+
+def trained_config(method, args, context, folder, false_alarm_rate):
+    """The method's config at its published memory size with compare.py's flags, built by its own parser and
+    resolution (its errors name compare.py's flags)."""
+    argv = ["--dataset_type", context.settings.name, f"--{method.size}", str(method.published_size),
+            "--data_root", str(context.data_root), "--work_dir", str(folder / method.key)]
+    for ours, theirs in method.flags:
+        argv += [f"--{theirs}", str(getattr(args, ours))]
+    try:
+        config = method.resolve(method.parser(method.name, evaluation=True).parse_args(argv))
+    except VPCError as error:
+        message = str(error)
+        for ours, theirs in method.flags:
+            message = re.sub(rf"--{theirs}\b", f"--{ours}", message)
+        raise VPCError(message) from None
+    return replace(config, false_alarm_rate=false_alarm_rate)        # one alarm target for every method
 
 
 def resolve_comparison(args):
     """The Comparison of parsed flags, every value and the dataset's folders checked (no torch)."""
     if args.ray is not None:
         raise VPCError("--ray: compare.py times its runs in this one process; run it without --ray")
-    msizes = number_list(args.msizes, "--msizes", int, 2)
+    methods = method_list(args.methods)
     scales = number_list(args.coreset_scales, "--coreset_scales", float, 0, strictly=True)
     run = resolve_run(args)
     context = run.context
@@ -120,15 +276,15 @@ def resolve_comparison(args):
     folder = context.work_dir / "compare" / context.settings.name
     vpc = replace(run, context=replace(context, work_dir=folder / VPC_FOLDER), save_feature=True, save_memory=True,
                   overwrite=False)
-    argv = ["--method", args.mnad_method, "--dataset_type", context.settings.name, "--msize", str(PUBLISHED_MSIZE),
-            "--data_root", str(context.data_root), "--work_dir", str(folder / MNAD_FOLDER)]
-    for name in MNAD_FLAGS:
-        argv += [f"--{name}", str(getattr(args, name))]
-    # one alarm target for both methods
-    mnad = replace(resolve_config(mnad_parser("MNAD", evaluation=True).parse_args(argv)),
-                   false_alarm_rate=run.false_alarm_rate)
-    return Comparison(vpc, DetectionOptions(detector=args.detector, yolo_weights=args.yolo_weights), mnad, msizes,
-                      scales, folder, args.overwrite)
+    trained = {}
+    for key in methods:
+        if key in TRAINED:
+            method = TRAINED[key]
+            sizes = number_list(getattr(args, method.sweep), f"--{method.sweep}", int, 2)
+            trained[key] = TrainedRun(method, trained_config(method, args, context, folder, run.false_alarm_rate),
+                                      sizes)
+    return Comparison(vpc, DetectionOptions(detector=args.detector, yolo_weights=args.yolo_weights), trained, scales,
+                      folder, methods, args.overwrite)
 
 
 def scaled_ratios(ratios, scale):
@@ -137,7 +293,7 @@ def scaled_ratios(ratios, scale):
     return {bank: min(1.0, float(f"{ratio * scale:.10g}")) for bank, ratio in ratios.items()}
 
 
-# --- stored measurements -------------------------------------------------------------------------------
+# --- stored measurements ---------------------------------------------------------------------------------
 
 def plain(value):
     """``value`` as JSON gives it back (tuples as lists, paths as strings, keys sorted)."""
@@ -339,36 +495,31 @@ def measure_vpc_scaled(run, encoder):
             "scoring_seconds": scored.seconds, "results": out}
 
 
-# --- MNAD ------------------------------------------------------------------------------------------------
+# --- the trained methods ---------------------------------------------------------------------------------
 
-def mnad_settings(config, device):
-    """What an MNAD measurement depends on: every setting of the run but where it writes."""
-    record = {name: value for name, value in asdict(config).items()
-              if name not in ("work_dir", "overwrite", "figures", "model_dir", "m_items_dir")}
+def run_settings(config, device):
+    """What a trained method's measurement depends on: every setting of the run but where it writes."""
+    record = {name: value for name, value in asdict(config).items() if name not in NOT_SETTINGS}
     return {**record, "device": device}
 
 
-def measure_mnad_training(config):
+def measure_training(method, config):
     """``train``'s wall time from the start (a finished or half-trained run of the same name is trained
-    again), and the model's size."""
-    from MNAD.checkpoints import load_checkpoint
-    from MNAD.training import train
-
+    again), and the model's memories and size."""
     started = time.perf_counter()
-    path = Path(train(replace(config, overwrite=True)))
+    path = Path(method.train(replace(config, overwrite=True)))
     seconds = time.perf_counter() - started
-    checkpoint = load_checkpoint(path)
+    checkpoint = method.load_checkpoint(path)
     return {"seconds": seconds, "parameters": sum(p.numel() for p in checkpoint.build().parameters()),
-            "items": list(checkpoint.items.shape), "file_bytes": path.stat().st_size, "model": path,
+            "memory": method.memory(checkpoint), "file_bytes": path.stat().st_size, "model": path,
             "held_out": checkpoint.settings.get("training", {}).get("held_out")}
 
 
-def measure_mnad_evaluation(config):
+def measure_evaluation(method, config):
     """``evaluate_run``'s AUROCs and its scoring rate (results.json's metadata)."""
     from extra.evaluation.results import RESULTS_FILE
-    from MNAD.evaluation import evaluate_run
 
-    results = evaluate_run(config)
+    results = method.evaluate(config)
     path = config.run_dir / config.results_name() / RESULTS_FILE
     metadata = json.loads(path.read_text())["metadata"] if path.is_file() else {}
     return {"protocol": total_auroc(results, "protocol"), "fixed": total_auroc(results, "fixed"),
@@ -376,65 +527,83 @@ def measure_mnad_evaluation(config):
             "device": metadata.get("device"), "held_out": metadata.get("held_out"), "results": path}
 
 
-def measure_mnad(store, config, device):
-    """(training, evaluation) measurements of one MNAD run, each stored apart."""
-    settings, key = mnad_settings(config, device), f"{config.work_dir.name}/{config.run_name}"
-    training = store.measure(f"{key} training", settings, lambda: measure_mnad_training(config),
-                             usable=lambda values: Path(values["model"]).is_file())
-    return training, store.measure(f"{key} evaluation", settings, lambda: measure_mnad_evaluation(config))
+def measure_run(store, method, config, device):
+    """(training, evaluation) measurements of one run of a trained method, each stored apart (a training
+    stored before its memories were recorded, or whose model is gone, is measured again)."""
+    settings, key = run_settings(config, device), f"{config.work_dir.name}/{config.run_name}"
+    training = store.measure(f"{key} training", settings, lambda: measure_training(method, config),
+                             usable=lambda values: "memory" in values and Path(values["model"]).is_file())
+    return training, store.measure(f"{key} evaluation", settings, lambda: measure_evaluation(method, config))
+
+
+def measure_trained(store, trained, folder, device):
+    """A trained method's runs: at the published memory size, at each size of its sweep, and with a
+    training video held out (in <folder>/<key>_hold_out)."""
+    method, config = trained.method, trained.config
+    run = measure_run(store, method, config, device)
+    sizes = {size: run if size == getattr(config, method.size)
+             else measure_run(store, method, replace(config, **{method.size: size}), device)
+             for size in trained.sizes}
+    held = replace(config, hold_out=HOLD_OUT, work_dir=folder / f"{method.key}_hold_out")
+    return {"run": run, "sizes": sizes, "hold_out": measure_run(store, method, held, device)}
 
 
 # --- the comparison --------------------------------------------------------------------------------------
 
 def measure_all(comparison, store, encoder, device):
-    """Every measurement, stored as it finishes: VideoPatchCore, MNAD at the published msize, the coreset
-    scales, the other msizes, MNAD's held-out run. Returns them by role."""
-    run, detection, config = comparison.vpc, comparison.detection, comparison.mnad
-    measured = {"vpc": store.measure("vpc", vpc_settings(run, detection, device),
-                                     lambda: measure_vpc(run, detection, encoder))}
-    measured["mnad"] = measure_mnad(store, config, device)
-    scaled, detected = {}, False
-    for scale in comparison.coreset_scales:
-        if scale == 1:
-            scaled[scale] = {"protocol": measured["vpc"]["protocol"]}
-            continue
-        variant = replace(run, method=replace(run.method, ratios=scaled_ratios(run.method.ratios, scale)),
-                          label_free=False)
-        settings = {**vpc_settings(variant, detection, device), "scale": scale}
-        if store.stored(f"vpc coreset x{scale:g}", settings) is None and not detected:
-            from ObjectDetection.pipeline import run_object_detection  # finished videos are kept: seconds
+    """Every measurement of the methods compared, stored as it finishes: VideoPatchCore and its coreset
+    scales, then each trained method's runs. Returns them by method ("vpc", "coreset_scales", and each
+    trained method's key)."""
+    measured = {}
+    if VPC in comparison.methods:
+        run, detection = comparison.vpc, comparison.detection
+        measured[VPC] = store.measure(VPC, vpc_settings(run, detection, device),
+                                      lambda: measure_vpc(run, detection, encoder))
+        scaled, detected = {}, False
+        for scale in comparison.coreset_scales:
+            if scale == 1:
+                scaled[scale] = {"protocol": measured[VPC]["protocol"]}
+                continue
+            variant = replace(run, method=replace(run.method, ratios=scaled_ratios(run.method.ratios, scale)),
+                              label_free=False)
+            settings = {**vpc_settings(variant, detection, device), "scale": scale}
+            if store.stored(f"vpc coreset x{scale:g}", settings) is None and not detected:
+                from ObjectDetection.pipeline import run_object_detection  # finished videos are kept: seconds
 
-            run_object_detection(run.context, detection)
-            detected = True
-        scaled[scale] = store.measure(f"vpc coreset x{scale:g}", settings, lambda: measure_vpc_scaled(variant, encoder))
-    measured["coreset_scales"] = scaled
-    measured["msizes"] = {msize: measured["mnad"] if msize == config.msize
-                          else measure_mnad(store, replace(config, msize=msize), device)
-                          for msize in comparison.msizes}
-    held = replace(config, hold_out=HOLD_OUT, work_dir=comparison.folder / HOLD_OUT_FOLDER)
-    measured["hold_out"] = measure_mnad(store, held, device)
+                run_object_detection(run.context, detection)
+                detected = True
+            scaled[scale] = store.measure(f"vpc coreset x{scale:g}", settings,
+                                          lambda: measure_vpc_scaled(variant, encoder))
+        measured["coreset_scales"] = scaled
+    for key, trained in comparison.trained.items():
+        measured[key] = measure_trained(store, trained, comparison.folder, device)
     return measured
 
 
+def vpc_row(vpc, scales):
+    return {"method": "VideoPatchCore", "random_weights": vpc["random_weights"], "protocol": vpc["protocol"],
+            "fixed": vpc["fixed"], "label_free": vpc["label_free"], "train_seconds": vpc["train_seconds"],
+            "test_fps": vpc["test_fps"], "memory": vpc["banks"], "parameters": None, "file_bytes": vpc["file_bytes"],
+            "sensitivity": {"label": "coreset scale",
+                            "values": [[f"{scale:g}", values["protocol"]] for scale, values in scales.items()]}}
+
+
+def trained_row(trained, measured):
+    """A trained method's row: its run at the published memory size, label-free from its held-out run."""
+    (training, evaluation), method = measured["run"], trained.method
+    return {"method": method.row_name(trained.config), "random_weights": False,
+            "protocol": evaluation["protocol"], "fixed": evaluation["fixed"],
+            "label_free": measured["hold_out"][1]["label_free"], "train_seconds": training["seconds"],
+            "test_fps": evaluation["test_fps"], "memory": training["memory"], "parameters": training["parameters"],
+            "file_bytes": training["file_bytes"],
+            "sensitivity": {"label": method.size, "values": [[str(size), values[1]["protocol"]]
+                                                             for size, values in measured["sizes"].items()]}}
+
+
 def rows_of(comparison, measured):
-    """The table's rows (comparison.table) from the measurements."""
-    vpc, (training, evaluation), hold_out = measured["vpc"], measured["mnad"], measured.get("hold_out")
-    config = comparison.mnad
-    vpc_row = {"method": "VideoPatchCore", "random_weights": vpc["random_weights"], "protocol": vpc["protocol"],
-               "fixed": vpc["fixed"], "label_free": vpc["label_free"], "train_seconds": vpc["train_seconds"],
-               "test_fps": vpc["test_fps"], "memory": vpc["banks"], "parameters": None, "file_bytes": vpc["file_bytes"],
-               "sensitivity": {"label": "coreset scale",
-                               "values": [[f"{scale:g}", values["protocol"]]
-                                          for scale, values in measured["coreset_scales"].items()]}}
-    mnad_row = {"method": f"MNAD {config.method} (msize {config.msize})", "random_weights": False,
-                "protocol": evaluation["protocol"], "fixed": evaluation["fixed"],
-                "label_free": hold_out[1]["label_free"] if hold_out else None,
-                "train_seconds": training["seconds"], "test_fps": evaluation["test_fps"],
-                "memory": {"items": training["items"]}, "parameters": training["parameters"],
-                "file_bytes": training["file_bytes"],
-                "sensitivity": {"label": "msize", "values": [[str(msize), values[1]["protocol"]]
-                                                             for msize, values in measured["msizes"].items()]}}
-    return [vpc_row, mnad_row]
+    """The table's rows (comparison.table) from the measurements, in the order of METHODS."""
+    rows = [vpc_row(measured[VPC], measured["coreset_scales"])] if VPC in comparison.methods else []
+    return rows + [trained_row(trained, measured[key]) for key, trained in comparison.trained.items()]
 
 
 def vpc_differences(run, detection):
@@ -464,64 +633,98 @@ def vpc_differences(run, detection):
     return found
 
 
-def mnad_differences(config):
-    """MNAD's settings away from the published ones (the memory size is swept apart), in words."""
+def trained_differences(trained):
+    """A trained method's settings away from the published ones (the memory size is swept apart), in words."""
+    config, method = trained.config, trained.method
     defaults = config.defaults()
-    return [f"{name} {getattr(config, name)} (published {defaults[name]})"
-            for name in (*TRAINING_FIELDS, *EVALUATION_FIELDS)
-            if name not in ("msize", "hold_out") and name in defaults and getattr(config, name) != defaults[name]]
+    return [f"{name} {getattr(config, name)} (published {defaults[name]})" for name in method.fields
+            if name not in (method.size, "hold_out") and name in defaults and getattr(config, name) != defaults[name]]
 
 
-def notes_of(comparison, measured, rows, device):
-    """The table's footnotes: what every column measures, on what, and what differs from the papers."""
-    run, detection, config = comparison.vpc, comparison.detection, comparison.mnad
-    vpc, seconds = measured["vpc"], measured["vpc"]["seconds"]
-    training, evaluation = measured["mnad"]
-    notes = []
-    if vpc["random_weights"]:
-        notes.append(f"WARNING: VideoPatchCore ran with RANDOM (not pretrained) encoder weights ({vpc['encoder']}): "
-                     f"its numbers say nothing about the method.")
-    notes.append(f"Dataset {run.context.settings.name} ({run.context.data_root}), {vpc['test_frames']} test frames "
-                 f"scored by VideoPatchCore; device {device}: every time measured there, in one process.")
-    notes.append("AUROC %: frame-level micro AUROC of the fused total score, from the evaluation both methods share "
-                 "(extra/evaluation): protocol, each method's published protocol (VideoPatchCore's tunes fusion "
-                 "weights and smoothing on the test labels; MNAD's tunes nothing, so it equals fixed); fixed, weights "
-                 "chosen in advance; label-free, calibrated on training videos alone.")
+def listed(names):
+    """``a``, ``a and b``, ``a, b and c``."""
+    names = list(names)
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else ""
+
+
+def vpc_notes(run, detection, vpc):
+    """What VideoPatchCore's train s and test FPS hold."""
+    seconds = vpc["seconds"]
 
     def s(name):
         return f"{seconds.get(name, 0.0):.1f}"
 
-    notes.append(f"VideoPatchCore train s = object detection of the training split ({detection.detector}, "
-                 f"{s('detection_train')} s) + CLIP features of the training videos ({s('train_features')} s) + "
-                 f"coreset memory banks ({s('memory_banks')} s), every file made anew; not included: loading the "
-                 f"encoder ({s('encoder_load')} s) and the label-free calibration ({s('calibration')} s). Test FPS = "
-                 f"{vpc['test_frames']} test frames / (object detection {s('detection_test')} s + CLIP features "
-                 f"{s('test_features')} s + scoring {s('scoring')} s of the test split).")
-    notes.append(f"MNAD train s = MNAD/training.py train()'s wall time from the start ({config.epochs} epoch(s) of "
-                 f"{config.h} x {config.w} windows of {config.t_length} frames, batches of {config.batch_size}); test "
-                 f"FPS = its test loop's frames scored per second (evaluate_run, model loaded: results.json's "
-                 f"test_frames_per_second).")
+    return (f"VideoPatchCore train s = object detection of the training split ({detection.detector}, "
+            f"{s('detection_train')} s) + CLIP features of the training videos ({s('train_features')} s) + "
+            f"coreset memory banks ({s('memory_banks')} s), every file made anew; not included: loading the "
+            f"encoder ({s('encoder_load')} s) and the label-free calibration ({s('calibration')} s). Test FPS = "
+            f"{vpc['test_frames']} test frames / (object detection {s('detection_test')} s + CLIP features "
+            f"{s('test_features')} s + scoring {s('scoring')} s of the test split).")
+
+
+def trained_time_note(trained):
+    """What a trained method's train s and test FPS hold."""
+    config, method = trained.config, trained.method
+    return (f"{method.name} train s = {method.package}/training.py train()'s wall time from the start "
+            f"({config.epochs} epoch(s) of {config.h} x {config.w} {method.window}s of {config.t_length} frames, "
+            f"batches of {config.batch_size}); test FPS = its test loop's frames scored per second, one "
+            f"{method.window} per frame scored (evaluate_run, model loaded: results.json's test_frames_per_second).")
+
+
+def label_free_note(method, hold_out):
+    """Where a trained method's label-free AUROC comes from: its run with a training video held out."""
+    training, evaluation = hold_out
+    return (f"{method.name} label-free: a second run, trained with hold_out={HOLD_OUT} without the held-out training "
+            f"video(s) {', '.join(training['held_out'] or [])}, which its label-free calibration scores with "
+            f"pseudo-anomalies (its protocol AUROC: {_pct(evaluation['protocol'])}); the row's other columns are of "
+            f"the run trained on every training video.")
+
+
+def notes_of(comparison, measured, rows, device):
+    """The table's footnotes: what every column measures, on what, and what differs from the papers."""
+    run, detection, vpc, trained = comparison.vpc, comparison.detection, measured.get(VPC), comparison.trained
+    notes = []
+    if vpc and vpc["random_weights"]:
+        notes.append(f"WARNING: VideoPatchCore ran with RANDOM (not pretrained) encoder weights ({vpc['encoder']}): "
+                     f"its numbers say nothing about the method.")
+    scored = f", {vpc['test_frames']} test frames scored by VideoPatchCore" if vpc else ""
+    notes.append(f"Dataset {run.context.settings.name} ({run.context.data_root}){scored}; device {device}: every time "
+                 f"measured there, in one process.")
+    tuned = ["VideoPatchCore's tunes fusion weights and smoothing on the test labels"] if vpc else []
+    if trained:
+        untuned = [f"{t.method.title}'s" for t in trained.values()]
+        tuned.append(f"{listed(untuned)} tune{'s' if len(untuned) == 1 else ''} nothing, so "
+                     f"{'it equals' if len(untuned) == 1 else 'they equal'} fixed")
+    shared = "the methods share" if len(comparison.methods) > 1 else "of every method"
+    notes.append(f"AUROC %: frame-level micro AUROC of the fused total score, from the evaluation {shared} "
+                 f"(extra/evaluation): protocol, each method's published protocol ({'; '.join(tuned)}); fixed, weights "
+                 f"chosen in advance; label-free, calibrated on training videos alone.")
+    if vpc:
+        notes.append(vpc_notes(run, detection, vpc))
+    notes += [trained_time_note(t) for t in trained.values()]
     memory = memory_note(rows)
     if memory:
         notes.append(memory)
-    notes.append("Size: VideoPatchCore's model file (.vpc) holds its memory banks and the encoder's identity, not the "
-                 "frozen pretrained encoder, and it trains no parameter (parameters n/a); MNAD's checkpoint holds its "
-                 "trained weights and memory items.")
-    ratios = ", ".join(f"{bank} {ratio:g}" for bank, ratio in run.method.ratios.items())
-    notes.append(f"Sensitivity to the memory's size: VideoPatchCore's protocol AUROC with every bank's coreset ratio "
-                 f"times the scale (scale 1: {ratios}), from the same features; MNAD's, one training run per msize "
-                 f"(published {PUBLISHED_MSIZE}) with the row's other settings. Spread = max - min, in percentage "
+    saved = ["VideoPatchCore's model file (.vpc) holds its memory banks and the encoder's identity, not the frozen "
+             "pretrained encoder, and it trains no parameter (parameters n/a)"] if vpc else []
+    notes.append("Size: " + "; ".join(saved + [t.method.saved for t in trained.values()]) + ".")
+    sensitivity = []
+    if vpc:
+        ratios = ", ".join(f"{bank} {ratio:g}" for bank, ratio in run.method.ratios.items())
+        sensitivity.append(f"VideoPatchCore's protocol AUROC with every bank's coreset ratio times the scale (scale 1: "
+                           f"{ratios}), from the same features")
+    sensitivity += [f"{t.method.title}'s, one training run per {t.method.size} (published {t.method.published_size}) "
+                    f"with the row's other settings" for t in trained.values()]
+    notes.append(f"Sensitivity to the memory's size: {'; '.join(sensitivity)}. Spread = max - min, in percentage "
                  f"points.")
-    if not run.label_free:
+    if vpc and not run.label_free:
         notes.append("VideoPatchCore label-free n/a: --label_free=False.")
-    hold_out = measured["hold_out"]
-    named = ", ".join(hold_out[0]["held_out"])
-    notes.append(f"MNAD label-free: a second run, trained with hold_out={HOLD_OUT} without the held-out training "
-                 f"video(s) {named}, which its label-free calibration scores with pseudo-anomalies (its protocol "
-                 f"AUROC: {_pct(hold_out[1]['protocol'])}); the row's other columns are of the run trained on every "
-                 f"training video.")
-    away = [f"VideoPatchCore: {', '.join(found)}" for found in [vpc_differences(run, detection)] if found]
-    away += [f"MNAD: {', '.join(found)}" for found in [mnad_differences(config)] if found]
+    for key, t in trained.items():
+        notes.append(label_free_note(t.method, measured[key]["hold_out"]))
+        notes += t.method.notes(t.config)
+    away = [f"VideoPatchCore: {', '.join(found)}" for found in [vpc_differences(run, detection)] if vpc and found]
+    away += [f"{t.method.name}: {', '.join(found)}" for t in trained.values() for found in [trained_differences(t)]
+             if found]
     if away:
         notes.append("Settings away from the published ones: " + "; ".join(away) + ".")
     return notes
@@ -529,6 +732,14 @@ def notes_of(comparison, measured, rows, device):
 
 def _pct(auroc):
     return "n/a" if auroc is None else f"{100 * auroc:.1f} %"
+
+
+METHOD_TITLES = {VPC: "VideoPatchCore", **{key: method.title for key, method in TRAINED.items()}}
+
+
+def title_of(comparison, device):
+    return (f"{listed(METHOD_TITLES[key] for key in comparison.methods)} on {comparison.vpc.context.settings.name}, "
+            f"measured on {device}")
 
 
 def compare(comparison):
@@ -545,7 +756,7 @@ def compare(comparison):
         measured = measure_all(comparison, store, Encoder(comparison.vpc, device), described)
         rows = rows_of(comparison, measured)
         notes = notes_of(comparison, measured, rows, described)
-        title = f"VideoPatchCore and MNAD on {comparison.vpc.context.settings.name}, measured on {described}"
+        title = title_of(comparison, described)
         store.table = {"title": title, "rows": plain(rows), "notes": notes}
         store.save()
         text = format_text(title, rows, notes)

@@ -5,7 +5,7 @@ A row is a plain dict (JSON-ready, as comparison.json stores it):
     {"method": "VideoPatchCore", "random_weights": False,
      "protocol": 0.871, "fixed": 0.853, "label_free": None,      # micro AUROC of the fused total, 0..1
      "train_seconds": 95.2, "test_fps": 3.41,
-     "memory": {"spatial": [2940, 32], "temporal": [180, 32]},   # float32 rows x channels per bank / item set
+     "memory": {"spatial": [2940, 32], "temporal": [180, 32]},   # float32 rows x channels per bank / memory
      "parameters": None, "file_bytes": 751234,
      "sensitivity": {"label": "coreset scale", "values": [["0.5", 0.86], ["1", 0.871]]}}
 
@@ -58,14 +58,15 @@ def memory_bytes(memory):
 
 
 def memory_cell(memory):
-    """``10 x 512, 0.0205 MB`` for one item set; ``3 banks, 3,240 rows, 0.74 MB`` for several (their shapes
-    are in ``memory_note``)."""
+    """``10 x 512, 0.0205 MB`` for one item set; ``2 x 2,000 x 256, 4.1 MB`` for several of one shape;
+    ``3 banks, 3,240 rows, 0.74 MB`` for several of other shapes (their shapes are in ``memory_note``)."""
     if not memory:
         return NOT_AVAILABLE
     size = f"{memory_bytes(memory) / 1e6:.3g} MB"
-    if len(memory) == 1:
-        (rows, channels), = memory.values()
-        return f"{rows:,} x {channels:,}, {size}"
+    shapes = {tuple(shape) for shape in memory.values()}
+    if len(shapes) == 1:
+        (rows, channels), = shapes
+        return f"{f'{len(memory)} x ' if len(memory) > 1 else ''}{rows:,} x {channels:,}, {size}"
     return f"{len(memory)} banks, {sum(rows for rows, _ in memory.values()):,} rows, {size}"
 
 

@@ -96,6 +96,56 @@ def dataset_settings(name):
         raise VPCError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}") from None
 
 
+def setting_tag(name, value):
+    """A setting away from its default as a run folder names it: ``msize4``, ``update_norm-assigned``,
+    ``reset_memory_per_video`` / ``no_recon_loss_swap`` (booleans)."""
+    if isinstance(value, bool):
+        return name if value else f"no_{name}"
+    return f"{name}-{value}" if isinstance(value, str) else f"{name}{value}"
+
+
+def add_run_arguments(parser, folder, add_model_arguments):
+    """A training-based method's dataset commands: the dataset, the method's own flags (they name the run),
+    where the data is and where its runs go (<work_dir>/<folder>/<dataset>/<run>/)."""
+    parser.add_argument("--dataset_type", default="avenue", choices=list(DATASETS),
+                        help="the dataset's layout and ground truth (extra/config.py; the demo data is avenue's)")
+    add_model_arguments(parser)
+    parser.add_argument("--data_root", "--dataset_path", default=None,
+                        help="folder holding the datasets (default: $VPC_DATA_ROOT, then extra/config.py)")
+    parser.add_argument("--work_dir", default=None,
+                        help=f"working directory; runs go to <work_dir>/{folder}/<dataset>/<run>/ (default: "
+                             f"$VPC_WORK_DIR, then extra/config.py)")
+
+
+def add_overwrite_argument(parser):
+    """A training-based method's --overwrite."""
+    add_bool_flag(parser, "--overwrite", False, "train from the start even when a finished model or a resume file "
+                                                "of the run exists")
+
+
+FOOTAGE_DATASET = "footage"      # what a training-based method's own-footage run calls its dataset
+
+
+def footage_parser(method, description, suffix):
+    """fit.py --method <method> for a training-based method: the inputs, the model file, the work folder;
+    the method adds its own flags."""
+    parser = OneLineErrorParser(prog=f"fit.py --method {method}", description=description)
+    parser.add_argument("inputs", nargs="+", help="normal footage: video files, frame folders, or folders of them")
+    parser.add_argument("--out", required=True, help=f"the model file to write (.{suffix})")
+    parser.add_argument("--work_dir", default=None,
+                        help="intermediate files (default: $VPC_WORK_DIR, then extra/config.py), under footage/<model>")
+    return parser
+
+
+def footage_work_dir(args):
+    """The own-footage run's folder, <work_dir>/footage/<model>/, once its --hold_out is checked: the alarm
+    threshold is calibrated on footage held out of training."""
+    if args.hold_out < 1:
+        raise VPCError("--hold_out must be at least 1: the alarm threshold is calibrated on normal footage held out "
+                       "of training")
+    return resolve_path(args.work_dir, "VPC_WORK_DIR", config.work_dir) / "footage" / Path(args.out).stem
+
+
 def resolve_path(flag_value, env_name, default):
     """Flag, then environment variable, then the value in extra/config.py."""
     value = flag_value or os.environ.get(env_name) or default

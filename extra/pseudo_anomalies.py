@@ -8,11 +8,11 @@ object crops and frames, Memorization.calibration.recipes; MNAD's on its input w
 - spatial: ``paste`` (a piece of another normal video pasted in with a soft edge), ``shuffle`` (a
   region cut into a 4 x 4 grid whose cells are shuffled);
 - global: ``swap`` (part of the frame, at a seeded place, taken from the video half its length away).
+
+torch and OpenCV are imported by the transforms that use them, so the names below cost nothing to
+import (the commands' --help).
 """
-import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 RECIPES = ("reverse", "freeze", "skip", "paste", "shuffle", "swap")
 TEMPORAL_RECIPES = ("reverse", "freeze", "skip")     # nothing to alter in a single frame
@@ -22,6 +22,8 @@ GRID = 4                    # cells per side of the shuffled grid
 
 def freeze_index(d):
     """Frame order of a clip frozen on its middle frame: 0 .. d//2 - 1, then d//2 repeated."""
+    import torch
+
     return torch.tensor([min(t, d // 2) for t in range(d)])
 
 
@@ -52,6 +54,8 @@ def skip_index(start, length, stride, last, end=SKIP_ENDS[0], rng=None):
 
 def shuffled_grid(crops, rng):
     """Crops (n, 3, d, H, W) with their GRID x GRID cells permuted (the same permutation for all)."""
+    import torch
+
     n, c, d, h, w = crops.shape
     ch, cw = h // GRID, w // GRID
     cells = crops[..., :ch * GRID, :cw * GRID].reshape(n, c, d, GRID, ch, GRID, cw).permute(0, 1, 2, 3, 5, 4, 6)
@@ -64,6 +68,9 @@ def shuffled_grid(crops, rng):
 
 def soft_square(size, side, corner):
     """A (size, size) alpha mask: 1 inside the square of ``side`` at ``corner``, blurred at its edge."""
+    import cv2
+    import torch
+
     mask = np.zeros((size[0], size[1]), np.float32)
     mask[corner[0]:corner[0] + side, corner[1]:corner[1] + side] = 1
     blur = max(side // 4 * 2 + 1, 3)
@@ -73,6 +80,9 @@ def soft_square(size, side, corner):
 def pasted(crops, donor, rng):
     """Each object of ``crops`` with the first object of ``donor`` (another video's crops), shrunk to
     half the crop's side, blended in with a soft edge at a seeded place, frame by frame."""
+    import torch
+    import torch.nn.functional as F
+
     n, _, d, h, w = crops.shape
     side = min(h, w) // 2
     corner = (int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1)))

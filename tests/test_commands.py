@@ -27,7 +27,7 @@ sys.exit(code)
 """
 COMMANDS = ("ObjectDetection/run.py", "Memorization/run.py", "Memorization/reproduce.py", "Memorization/figures.py",
             "Memorization/evaluate.py", "fit.py", "score.py", "extra.make_demo", "MNAD/train.py", "MNAD/evaluate.py",
-            "compare.py")
+            "compare.py", "DualMemory/train.py", "DualMemory/evaluate.py")
 # One argument error per command, each found without any model code.
 ARGUMENT_ERRORS = {
     "ObjectDetection/run.py": (["--detector=nope"], "invalid choice: 'nope'"),
@@ -40,6 +40,8 @@ ARGUMENT_ERRORS = {
     "extra.make_demo": (["--out", "demo", "--n_frames=2"], "--n_frames must be at least 8"),
     "MNAD/train.py": (["--method=recon", "--t_length=5"], "--t_length 5 does not fit --method recon"),
     "MNAD/evaluate.py": (["--h=30"], "--h and --w must be multiples of 8"),
+    "DualMemory/train.py": (["--pseudo_anomaly_jump=2"], "--pseudo_anomaly_jump must lie in [0, 1]"),
+    "DualMemory/evaluate.py": (["--skip_end=x"], "argument --skip_end: invalid choice: 'x'"),
     "compare.py": (["--coreset_scales=0.5,0"], "--coreset_scales: each value must be above 0"),
 }
 
@@ -79,6 +81,8 @@ def test_an_argument_error_loads_no_model_code(target):
     ("score.py", ["{tmp}/m.vpc", "{missing}", "--out_dir={tmp}/scores"]),
     ("MNAD/train.py", ["--data_root={missing}", "--work_dir={tmp}/work"]),
     ("MNAD/evaluate.py", ["--data_root={missing}", "--work_dir={tmp}/work"]),
+    ("DualMemory/train.py", ["--data_root={missing}", "--work_dir={tmp}/work"]),
+    ("DualMemory/evaluate.py", ["--data_root={missing}", "--work_dir={tmp}/work"]),
     ("compare.py", ["--data_root={missing}", "--work_dir={tmp}/work", "--random_weights", "--detector=motion"]),
 ])
 def test_a_missing_folder_is_said_before_torch_loads(target, args, tmp_path):

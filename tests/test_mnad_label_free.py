@@ -14,8 +14,9 @@ from extra.errors import VPCError
 from extra.evaluation.results import RESULTS_FILE
 from extra.evaluation.scores import make_video_scores
 from extra.make_demo import make_demo
-from MNAD.calibration import pseudo_window, recipes_for
-from MNAD.data import Piece, Windows, hold_out_pieces, input_frame, resized
+from extra.heldout import pseudo_window, recipes_for
+from extra.windows import Piece, Windows, hold_out_pieces, resized
+from MNAD.data import input_frame, stacked
 from MNAD.evaluate import main as evaluate_main
 from MNAD.scoring import STREAMS, calibrate, calibrated_streams
 from MNAD.train import main as train_main
@@ -82,7 +83,7 @@ def data(tmp_path_factory):
 
 def test_pseudo_anomalous_windows(data):
     (video, _) = scan_split(dataset_settings("avenue"), data, "train")
-    windows = Windows([Piece(video.name, video, 0, video.n_frames)], 5, 32, 32)
+    windows = Windows([Piece(video.name, video, 0, video.n_frames)], 5, 32, 32, stacked)
     frames = [torch.from_numpy(input_frame(f)) for f in windows.frames(0, range(2, 7))]
     window = windows[2]
     assert torch.equal(window, torch.cat(frames))

@@ -371,7 +371,7 @@ def test_damaged_or_wrong_files_give_one_line(tmp_path):
 def test_a_safetensors_header_length_starting_with_a_pickle_byte_is_still_safetensors(tmp_path):
     from safetensors.torch import save_file
 
-    from MNAD.checkpoints import _file_kind
+    from extra.checkpoints import file_kind as _file_kind
 
     path = tmp_path / "file.safetensors"
     for pad in range(0, 400, 3):    # the header's length moves in steps of 8: one of them ends in byte 0x80

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+import extra.training as shared_training
 from extra.errors import VPCError, run_main
 from extra.evaluation.results import RESULTS_FILE, SCORES_FILE, load_results
 from extra.evaluation.scores import make_video_scores
 from extra.make_demo import load_manifest, make_demo
-from MNAD import memory, training
+from MNAD import memory
 from MNAD.checkpoints import load_checkpoint
 from MNAD.evaluate import main as evaluate_main
 from MNAD.evaluation import LABEL_FREE_NOTE
@@ -53,13 +54,13 @@ class Killed(Exception):
 
 
 def test_a_run_killed_after_an_epoch_resumes_to_the_same_bits(data, trained, tmp_path, monkeypatch, capsys):
-    written = training.write_resume
+    written = shared_training.write_resume
 
     def write_then_die(path, *args):
         written(path, *args)
         raise Killed        # the process dies once the first epoch's resume file is complete
 
-    monkeypatch.setattr(training, "write_resume", write_then_die)
+    monkeypatch.setattr(shared_training, "write_resume", write_then_die)
     with pytest.raises(Killed):
         train_main(args_of(data, tmp_path))
     run = tmp_path / "mnad" / "avenue" / RUN
@@ -179,7 +180,7 @@ def test_damaged_files_and_short_videos_are_one_line(data, trained, tmp_path, ca
     run.mkdir(parents=True)
     (run / RESUME_FILE).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
     assert run_main(train_main, args_of(data, tmp_path)) == 2
-    one_line(capsys, f"{run / RESUME_FILE} is damaged")
+    one_line(capsys, f"{run / RESUME_FILE} is not a readable MNAD resume file (damaged")
     good = (trained / "mnad" / "avenue" / RUN / MODEL_FILE).read_bytes()
     (run / MODEL_FILE).write_bytes(good[:len(good) // 2])
     assert run_main(evaluate_main, args_of(data, tmp_path)) == 2

@@ -4,9 +4,10 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("extra", "Memorization", "ObjectDetection", "MNAD", "comparison")
+PACKAGES = ("extra", "Memorization", "ObjectDetection", "MNAD", "DualMemory", "comparison")
 SCRIPTS = {"fit", "score", "compare", "Memorization.run", "Memorization.reproduce", "Memorization.figures",
-           "Memorization.evaluate", "ObjectDetection.run", "MNAD.train", "MNAD.evaluate"}
+           "Memorization.evaluate", "ObjectDetection.run", "MNAD.train", "MNAD.evaluate",
+           "DualMemory.train", "DualMemory.evaluate"}
 
 
 def module_files(root=ROOT):

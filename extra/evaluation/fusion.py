@@ -42,6 +42,25 @@ def minmax(x):
     return (x - x.min()) / (x.max() - x.min() + EPS)
 
 
+def minmax_unguarded(x):
+    """(x - min) / (max - min) over one video, without the guard against a constant video (the published
+    code of MNAD and of the dual-memory model has none: it gives NaN there, as theirs does)."""
+    x = np.asarray(x, dtype=np.float64)
+    return (x - x.min()) / (x.max() - x.min())
+
+
+def refuse_constant(names, per_stream):
+    """One line for a video whose stream is the same on every frame: ``minmax_unguarded`` would divide
+    0 by 0 there, as the published code does."""
+    from extra.errors import VPCError
+
+    for stream, vectors in per_stream.items():
+        for name, x in zip(names, vectors):
+            if np.max(x) == np.min(x):
+                raise VPCError(f"test video {name}: its {stream} is the same on all {len(x)} frames scored, so the "
+                               f"per-video min-max normalisation is undefined")
+
+
 def smooth(x, sigma):
     """scipy's gaussian_filter1d with its defaults (mode 'reflect', truncate 4.0), as the
     published code calls it; sigma 0 means no filter."""
@@ -143,6 +162,20 @@ def normalisation(scores, labels):
         low, high = float(values.min()), float(np.percentile(values, HIGH_PERCENTILE))
         result[bank] = {"low": low, "high": high if high > low else low + 1.0}
     return result
+
+
+def oriented(scores, signs):
+    """VideoScores with each stream times its sign in ``signs`` (+1 or -1), so that higher means more
+    anomalous (a PSNR is negated)."""
+    from dataclasses import replace
+
+    return replace(scores, banks={name: [signs[name] * x for x in vectors] for name, vectors in scores.banks.items()})
+
+
+def alarm_threshold(total, labels, false_alarm_rate):
+    """The score above which ``false_alarm_rate`` of the normal frames (label 0) of ``total`` lie."""
+    normal = np.concatenate(labels) == 0
+    return float(np.quantile(total[normal], 1 - false_alarm_rate))
 
 
 def normalised(x, scale):

@@ -162,3 +162,19 @@ def format_results(results, metadata=None, titles=None, protocol_note=None):
         lines += ["", f"macro AUROC skips {skipped} single-class video(s) "
                       f"of {results['n_videos']}."]
     return "\n".join(lines) + "\n"
+
+
+def report(out, saved, method, titles, note="", figures=None):
+    """Save a method's evaluation (``saved``: SavedEvaluation) in ``out``, print its report (``note``
+    after it) and, with ``figures`` ((dataset, styles)), draw its score figures."""
+    save_results(out / SCORES_FILE, out / RESULTS_FILE, saved.scores, saved.results, saved.metadata, fused=saved.fused)
+    print(format_results(saved.results, saved.metadata, titles, method.protocol_note) + note, flush=True)
+    rate = saved.metadata.get("test_frames_per_second")
+    if rate:
+        print(f"scored {saved.results['n_frames']} test frames at {rate:.2f} frames/s", flush=True)
+    print(f"scores and results: {out}", flush=True)
+    if figures is not None:
+        from extra.evaluation.curves import score_figures   # matplotlib, only when figures are asked for
+
+        written = score_figures(saved, saved.fused, out, *figures)
+        print(f"{len(written)} score figures: {out / 'scores'}", flush=True)
