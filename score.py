@@ -20,15 +20,21 @@ from extra.errors import VPCError, run_main  # noqa: E402
 
 def build_parser():
     from Memorization.cli import add_precision_argument
-    from ObjectDetection.options import DETECTORS, YOLO
+    from ObjectDetection.options import DETECTORS
 
     parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a model file written by fit.py, VideoPatchCore's or MNAD's (or by "
                                       "Memorization/run.py)")
     parser.add_argument("inputs", nargs="+", help="video files, frame folders, a camera index, or a stream URL")
     parser.add_argument("--out_dir", default="scores", help="where the CSV, JSON and MP4 files go (default scores/)")
-    parser.add_argument("--detector", default=YOLO, choices=DETECTORS,
-                        help="as fit.py (default yolov5; an MNAD model reads whole frames and needs none)")
+    parser.add_argument("--detector", default=None, choices=DETECTORS,
+                        help="the object detector (default: the one fit.py recorded in the model file, else yolov5; "
+                             "MNAD and dual-memory models read whole frames and need none)")
+    parser.add_argument("--yolo_weights", default=None,
+                        help="YOLOv5 model name or local checkpoint (default: the model file's, else extra/config.py)")
+    parser.add_argument("--clip_weights", default=None,
+                        help="the CLIP weights file the model was fitted with, when neither the path it recorded nor "
+                             "CLIP's cache holds it (found by its hash)")
     add_bool_flag(parser, "--live", False, "play video files at their frame rate, as a live source")
     add_bool_flag(parser, "--video_out", False, "also write an annotated MP4 per input")
     parser.add_argument("--gt", default=None, help="ground truth of a single input: .npy labels or an avenue.mat")
@@ -54,7 +60,8 @@ def main(argv=None):
     if scorer is None:
         from Memorization.footage.live import FootageScorer
 
-        scorer = FootageScorer.from_file(args.model, args.detector, args.precision)
+        scorer = FootageScorer.from_file(args.model, args.detector, args.precision, args.clip_weights,
+                                         args.yolo_weights)
     labels = ground_truth_labels(args.gt, args.gt_video) if args.gt else None
     for reader in readers:
         reader.consecutive = scorer.consecutive

@@ -114,6 +114,7 @@ class VideoPatchCore:
         self.banks = dict(banks or {})            # bank name -> (M, D) tensor on the CPU
         self.backbone = dict(backbone or {})      # identity of the encoder behind the banks' features
         self.calibration = dict(calibration or {})
+        self.detection = None       # own footage: the detector and weights fit.py found the objects with
         self._on_device = (None, {})
 
     @property
@@ -189,6 +190,8 @@ class VideoPatchCore:
                     "banks": json.dumps([spec.name for spec in self.specs]),
                     "backbone": json.dumps(self.backbone, sort_keys=True),
                     "calibration": json.dumps(self.calibration, sort_keys=True)}
+        if self.detection is not None:      # a dataset run's model records none: its files stay as they were
+            metadata["detection"] = json.dumps(self.detection, sort_keys=True)
         tensors = {f"bank.{spec.name}": self.banks[spec.name].detach().cpu().contiguous() for spec in self.specs}
         with atomic_path(path, needed_bytes=sum(t.nbytes for t in tensors.values())) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
@@ -220,6 +223,7 @@ class VideoPatchCore:
             method = MethodConfig(**json.loads(metadata["method"]))
             names = json.loads(metadata["banks"])
             backbone, calibration = json.loads(metadata["backbone"]), json.loads(metadata["calibration"])
+            detection = json.loads(metadata.get("detection", "null"))
         except (KeyError, TypeError, ValueError) as error:
             raise VPCError(f"{path} is damaged (its settings cannot be read: {error}); {MODEL_KIND.remedy}") from None
         known = {spec.name: spec for spec in (BANKS.values() if specs is None else specs)}
@@ -234,7 +238,9 @@ class VideoPatchCore:
                 raise VPCError(f"{path} is damaged (its {name} memory bank is missing or not 2-D); "
                                f"{MODEL_KIND.remedy}")
             banks[name] = bank
-        return cls(method, [known[name] for name in names], banks, backbone, calibration)
+        model = cls(method, [known[name] for name in names], banks, backbone, calibration)
+        model.detection = detection
+        return model
 
     def save_bank_files(self, work, backbone_fields):
         """Each bank in the authors' layout (``bank_path``), with its settings record."""

@@ -62,11 +62,20 @@ class ScoreWriter:
         self.rows.writerow(csv_columns(self.banks))
         self.fps, self.frames, self.stamps, self.fused, self.alarms = fps, [], [], [], []
         self.video, self.top = None, 1e-9          # the MP4 writer; the highest fused score so far
+        self.next_row = 0                          # the frame the next CSV row is for: one row per input frame
+
+    def unscored(self, stop):
+        """Rows for the frames before ``stop`` that no full clip or window covers: empty scores, alarm 0."""
+        for index in range(self.next_row, stop):
+            self.rows.writerow([index, f"{index / self.fps:.3f}", *([""] * len(self.banks)), "", 0])
+        self.next_row = max(self.next_row, stop)
 
     def add(self, result):
         clip = result.clip
         for t, frame in enumerate(clip.frames):
             index = clip.first_frame + t
+            self.unscored(index)
+            self.next_row = index + 1
             self.rows.writerow([index, f"{clip.timestamps[t]:.3f}", *(f"{result.banks[b][t]:.6g}" for b in self.banks),
                                 f"{result.fused[t]:.6g}", int(result.alarms[t])])
             self.frames.append(index)
@@ -101,13 +110,18 @@ class ScoreWriter:
             cv2.rectangle(canvas, (0, 0), (width - 1, height - 1), (0, 0, 255), 4)
         self.video.write(canvas)
 
-    def close(self):
+    def close(self, n_frames=0, failure=None):
+        """Finish the files: rows for the last frames of no clip (up to ``n_frames`` read), the alarm
+        intervals as JSON, saying the frame base and, when the source failed (``failure``), that it did."""
+        self.unscored(n_frames)
         self.file.close()
         if self.video is not None:
             self.video.release()
         intervals = alarm_intervals(self.frames, self.stamps, self.alarms, np.asarray(self.fused))
         with atomic_path(self.json_path) as tmp:
-            tmp.write_text(json.dumps({"alarm_intervals": intervals, "frames_scored": len(self.frames)}, indent=1))
+            tmp.write_text(json.dumps({"alarm_intervals": intervals, "frames_scored": len(self.frames),
+                                       "frames": max(n_frames, self.next_row), "frame_base": 0,
+                                       **({"failed": failure} if failure else {})}, indent=1))
         return intervals
 
 
@@ -115,6 +129,7 @@ class ScoreWriter:
 class SourceSummary:
     name: str
     frames: int                      # frames scored
+    total: int                       # frames read (one CSV row each)
     intervals: list                  # alarm intervals
     latencies: list                  # seconds per clip, from its last frame to its result
     seconds: float                   # wall time of the whole source
@@ -127,14 +142,18 @@ class SourceSummary:
                    if self.latencies else "")
         auroc = "" if self.auroc is None else f"; AUROC {100 * self.auroc:.2f}% against the ground truth"
         note = f" ({self.note})" if self.note else ""
+        if self.total > self.frames:
+            note += (f" ({self.total - self.frames} of {self.total} frames have no full clip or window around them: "
+                     f"their CSV rows have empty scores)")
         return (f"{self.name}: {self.frames} frames scored, {len(self.intervals)} alarm interval(s), "
                 f"{rate:.1f} frames/s{latency}{auroc}{note}")
 
 
 def score_source(scorer, reader, out_dir, video_out=False, labels=None):
     """Score one source into ``out_dir`` (CSV, alarm intervals, optional MP4); returns a SourceSummary.
-    Whatever stops the source (its end, a stall, a damaged frame, Ctrl-C), what was scored is kept:
-    whole CSV rows and the alarm intervals so far."""
+    The CSV has one row per frame read, frames counted from 0 (empty scores where no full clip or window
+    covers a frame). Whatever stops the source (its end, a stall, a damaged frame, Ctrl-C), what was
+    scored is kept: whole CSV rows and the alarm intervals so far; a failure is written in the JSON."""
     from extra.evaluation.metrics import micro_auroc
 
     writer = ScoreWriter(out_dir, reader.name, reader.fps, scorer.streams, video_out)
@@ -143,10 +162,12 @@ def score_source(scorer, reader, out_dir, video_out=False, labels=None):
         for result in scorer.score(reader):
             writer.add(result)
             latencies.append(result.seconds)
-    finally:
-        intervals = writer.close()
-    summary = SourceSummary(reader.name, len(writer.frames), intervals, latencies, time.perf_counter() - started,
-                            reader.note)
+    except BaseException as error:     # the files say the source failed, then the error goes on
+        writer.close(reader.frames, " ".join(str(error).split())[:200] or type(error).__name__)
+        raise
+    intervals = writer.close(reader.frames)
+    summary = SourceSummary(reader.name, len(writer.frames), max(reader.frames, writer.next_row), intervals,
+                            latencies, time.perf_counter() - started, reader.note)
     if labels is not None:
         labels, extendable = labels
         needed = max(writer.frames, default=-1) + 1

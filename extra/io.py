@@ -67,6 +67,16 @@ def write_failure(path, error, needed_bytes=None):
                     f"disk is healthy, then rerun; finished files are kept")
 
 
+def _usual_file_mode():
+    """0o666 less the process's umask: the mode a plain open() gives a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+USUAL_FILE_MODE = _usual_file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path, needed_bytes=None):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
@@ -80,6 +90,8 @@ def atomic_path(path, needed_bytes=None):
     tmp = partial_path(path)
     try:
         yield tmp
+        if tmp.is_file():       # some writers (safetensors) make their files private: the user's usual mode
+            os.chmod(tmp, USUAL_FILE_MODE)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as error:
         if _is_disk_failure(error):

@@ -169,7 +169,8 @@ def test_own_footage_fit_and_score_with_the_dual_memory_model(data, tmp_path, ca
     with open(tmp_path / "scores/01.csv") as file:
         rows = list(csv.reader(file))
     assert rows[0] == ["frame", "timestamp", "psnr", "fused", "alarm"]
-    assert [int(row[0]) for row in rows[1:]] == list(range(8, 17))
-    assert all(int(row[4]) == (float(row[3]) > calibration["threshold"]) for row in rows[1:])
+    # one row per frame; the first 8 and the last 7 with empty scores
+    assert [int(row[0]) for row in rows[1:]] == list(range(24)) and rows[1][2:] == rows[-1][2:] == ["", "", "0"]
+    assert all(int(row[4]) == (float(row[3]) > calibration["threshold"]) for row in rows[9:18])
     with pytest.raises(VPCError, match="^--precision is VideoPatchCore's"):
         score_main(list(map(str, [model, data / "avenue/testing/frames/01", "--precision", "bf16"])))

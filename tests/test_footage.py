@@ -121,6 +121,16 @@ def test_score_an_unlabelled_video(fitted, tmp_path):
     assert auroc > 80                    # random weights, yet the generated anomaly stands out
 
 
+def test_the_detector_fit_py_used_is_the_default_and_another_is_said(fitted, tmp_path):
+    root, model, test, _, _ = fitted
+    given = command("score.py", model, test, "--detector", "motion", "--out_dir", tmp_path / "given")
+    recorded = command("score.py", model, test, "--out_dir", tmp_path / "recorded")
+    assert given.returncode == recorded.returncode == 0, recorded.stderr
+    assert (tmp_path / "recorded" / "street.csv").read_bytes() == (tmp_path / "given" / "street.csv").read_bytes()
+    other = command("score.py", model, test, "--detector", "hog", "--out_dir", tmp_path / "hog")
+    assert other.returncode == 0 and "--detector hog overrides the model's motion" in other.stderr
+
+
 def test_live_file_gives_the_offline_scores(fitted, tmp_path):
     root, model, test, _, _ = fitted
     offline = command("score.py", model, test, "--detector", "motion", "--out_dir", tmp_path / "offline")
@@ -136,7 +146,13 @@ def test_a_source_that_ends_mid_clip_or_breaks(fitted, tmp_path):
     result = command("score.py", model, short, "--detector", "motion", "--out_dir", tmp_path, "--live")
     assert result.returncode == 0
     assert "after 30 frames; the last 2, fewer than a clip of 4, are not scored" in result.stdout
-    assert len(read_csv(tmp_path / "short.csv")[1]) == 28
+    # one row per frame read: the last 2, of no clip, with empty scores and no alarm
+    rows = read_csv(tmp_path / "short.csv")[1]
+    assert [int(row[0]) for row in rows] == list(range(30)) and all(row[2] for row in rows[:28])
+    assert all(row[2:-1] == [""] * (len(CSV_COLUMNS) - 3) and row[-1] == "0" for row in rows[28:])
+    assert "(2 of 30 frames have no full clip or window around them: their CSV rows have empty scores)" in result.stdout
+    summary = json.loads((tmp_path / "short_alarms.json").read_text())
+    assert (summary["frames"], summary["frames_scored"], summary["frame_base"]) == (30, 28, 0) and "failed" not in summary
     # frames that cannot be read in the middle: one line, and the clips before it kept as whole rows
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -147,7 +163,8 @@ def test_a_source_that_ends_mid_clip_or_breaks(fitted, tmp_path):
     one_error_line(broken, r"cannot read frame .*021\.jpg")
     header, rows = read_csv(tmp_path / "frames.csv")
     assert tuple(header) == CSV_COLUMNS and len(rows) == 20 and all(len(row) == len(CSV_COLUMNS) for row in rows)
-    assert json.loads((tmp_path / "frames_alarms.json").read_text())["frames_scored"] == 20
+    summary = json.loads((tmp_path / "frames_alarms.json").read_text())
+    assert summary["frames_scored"] == 20 and "cannot read frame" in summary["failed"]     # no silent "no alarms"
     one_error_line(command("score.py", model, "7", "--detector", "motion", "--out_dir", tmp_path),
                    r"cannot open the source 7")
     bad = tmp_path / "bad.mp4"
@@ -187,3 +204,27 @@ def test_clip_reader_names_and_notes(tmp_path):
     assert reader.name == "cam 3" and [c.first_frame for c in clips] == [0, 4]
     assert clips[1].timestamps == [4 / 25, 5 / 25, 6 / 25, 7 / 25]
     assert reader.note == "the last 1 frames, fewer than a clip of 4, are not scored"
+
+
+def test_clip_weights_are_found_by_their_hash(fitted, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from extra.errors import VPCError
+    from Memorization.encoders.loader import model_backbone
+    from Memorization.model import VideoPatchCore
+
+    root, model_path, _, _, _ = fitted
+    model = VideoPatchCore.load(model_path)
+    moved = tmp_path / "moved.pt"
+    shutil.copy(model.method.backbone, moved)
+    model.method = dataclasses.replace(model.method, backbone=str(tmp_path / "gone.pt"))    # the recorded file is gone
+    found = model_backbone(model, "cpu", clip_weights=str(moved))
+    assert found.identity()["weights_sha256"] == model.backbone["weights_sha256"]
+    other = tmp_path / "other.pt"
+    state = torch.load(moved, map_location="cpu", weights_only=True)
+    torch.save({key: value + 1 if value.is_floating_point() else value for key, value in state.items()}, other)
+    with pytest.raises(VPCError, match=r"made with .* weights of SHA-256 [0-9a-f]{16}\.\.\.; none found: .*other\.pt "
+                                       r"\(other weights\).*gone\.pt.*; pass that weights file with --clip_weights$"):
+        model_backbone(model, "cpu", clip_weights=str(other))

@@ -29,3 +29,19 @@ def test_pickle_round_trip(tmp_path):
     boxes = {"1": [[[1.0, 2.0, 3.0, 4.0, 0.9, 0.0]], []]}
     save_pickle(boxes, tmp_path / "b.pickle")
     assert load_pickle(tmp_path / "b.pickle") == boxes
+
+
+def test_atomic_files_get_the_usual_mode_even_from_a_private_writer(tmp_path):
+    import os
+
+    from safetensors.torch import save_file
+    import torch
+
+    from extra.io import USUAL_FILE_MODE, atomic_path
+
+    with atomic_path(tmp_path / "model.safetensors") as tmp:
+        save_file({"a": torch.zeros(2)}, str(tmp))      # safetensors writes mode 0600
+    mask = os.umask(0)
+    os.umask(mask)
+    assert USUAL_FILE_MODE == 0o666 & ~mask
+    assert os.stat(tmp_path / "model.safetensors").st_mode & 0o777 == USUAL_FILE_MODE

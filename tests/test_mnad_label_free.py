@@ -149,8 +149,9 @@ def test_own_footage_fit_and_score_with_mnad(data, tmp_path, capsys):
     with open(tmp_path / "scores/01.csv") as file:
         rows = list(csv.reader(file))
     assert rows[0] == ["frame", "timestamp", "psnr", "distance", "fused", "alarm"]
-    assert [int(row[0]) for row in rows[1:]] == list(range(4, 12))
-    assert all(int(row[5]) == (float(row[4]) > calibration["threshold"]) for row in rows[1:])
+    # one row per frame; the first 4, before a full window, with empty scores
+    assert [int(row[0]) for row in rows[1:]] == list(range(12)) and rows[1][2:] == ["", "", "", "0"]
+    assert all(int(row[5]) == (float(row[4]) > calibration["threshold"]) for row in rows[5:])
     # a checkpoint of MNAD/train.py has no calibration; fit.py refuses to fit without held-out footage
     trained = next((tmp_path / "work").rglob("model.safetensors"))
     with pytest.raises(VPCError, match="has no label-free calibration .* fit.py --method mnad"):

@@ -176,7 +176,8 @@ def test_one_video_scored_from_python_without_a_dataset(footage, tmp_path):
         state["visual.conv1.weight"] += 1
         torch.save(state, other)
     model.method = replace(model.method, backbone=str(other))
-    with pytest.raises(VPCError, match="differ from those the model's memory banks were made with"):
+    with pytest.raises(VPCError, match=r"the model's memory banks were made with .* none found: .*other\.pt \(other "
+                                       r"weights\).*pass that weights file with --clip_weights$"):
         video_features(video, model, detector="motion", device="cpu")
     with pytest.raises(VPCError, match="video not found"):
         video_features(tmp_path / "absent.mp4", model, detector="motion")

@@ -5,17 +5,29 @@ from extra.errors import VPCError
 from Memorization.encoders import registry      # light: CLIP loads when an encoder does
 
 
-def model_backbone(model, device=None, precision=None):
-    """The encoder the model's banks were made with, checked against the hash the model recorded; in the
-    model's precision unless ``precision`` says otherwise."""
+def model_backbone(model, device=None, precision=None, clip_weights=None):
+    """The encoder the model's banks were made with, in the model's precision unless ``precision`` says
+    otherwise: the first of ``clip_weights``, the weights the model recorded (a name or a file) and CLIP's
+    cache for its architecture whose hash is the one the model recorded. None matching is one line naming
+    the weights needed."""
     method = model.method
-    backbone = registry.load_backbone(method.backbone, device=device or default_device(),
-                                      random_weights=method.random_weights, precision=precision or method.precision)
     recorded = model.backbone.get("weights_sha256")
-    if recorded and backbone.identity()["weights_sha256"] != recorded:
-        raise VPCError(f"the weights of {method.backbone} differ from those the model's memory banks were made "
-                       f"with; pass the same CLIP weights")
-    return backbone
+    architecture = model.backbone.get("backbone") or method.backbone
+    candidates = list(dict.fromkeys(c for c in (clip_weights, method.backbone, architecture) if c))
+    tried = []
+    for candidate in candidates:
+        try:
+            backbone = registry.load_backbone(candidate, device=device or default_device(),
+                                              random_weights=method.random_weights,
+                                              precision=precision or method.precision)
+        except VPCError as error:       # not there (a moved file, an empty cache): the next place
+            tried.append(f"{candidate} ({' '.join(str(error).split())[:80]})")
+            continue
+        if not recorded or backbone.identity()["weights_sha256"] == recorded:
+            return backbone
+        tried.append(f"{candidate} (other weights)")
+    raise VPCError(f"the model's memory banks were made with {architecture} weights of SHA-256 {recorded[:16]}...; "
+                   f"none found: {'; '.join(tried)}; pass that weights file with --clip_weights")
 
 
 def load_backbone_for(run, device):

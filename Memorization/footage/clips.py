@@ -58,11 +58,11 @@ def detected_clips(clips, detector, consecutive):
 class ClipFeatures:
     """A model's encoder and a detector: the features of clips, as the two stages compute them."""
 
-    def __init__(self, model, detector="yolov5", backbone=None, device=None):
+    def __init__(self, model, detector="yolov5", backbone=None, device=None, yolo_weights=None):
         self.model, self.device = model, device or default_device()
         self.settings = preset_of(model.method)
         self.backbone = backbone or model_backbone(model, self.device)
-        self.detector = make_detector(detector, config.yolo_weights, device=self.device)
+        self.detector = make_detector(detector, yolo_weights or config.yolo_weights, device=self.device)
 
     def __call__(self, frames, detections):
         """(lf or the placeholder, gf, boxes) of one clip, objects kept above the test confidence."""

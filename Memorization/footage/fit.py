@@ -54,6 +54,8 @@ def fit_footage(videos, run, detector_name, backbone, device=None):
     fields = backbone_record(backbone)
     model = fitted_model(run, videos, fields, device=device)
     model.backbone = backbone.identity()
+    model.detection = {"detector": detector_name,
+                       **({"yolo_weights": str(config.yolo_weights)} if detector_name == "yolov5" else {})}
     model.calibration = label_free_calibration(
         model, run, videos, backbone, lambda video: read_video_features(run, "train", video.name, fields))
     return model

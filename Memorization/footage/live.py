@@ -10,6 +10,7 @@ from extra.errors import VPCError, warn
 from extra.evaluation.fusion import LOCAL_FUSION, calibrated_local, calibrated_streams, unsmoothed
 from extra.evaluation.scores import VideoScores
 from extra.footage_outputs import ClipResult
+from ObjectDetection.options import YOLO as DEFAULT_DETECTOR
 from Memorization.footage.clips import ClipFeatures
 from Memorization.model import VideoFeatures
 
@@ -18,31 +19,37 @@ class FootageScorer:
     """Scores clips as they come with a calibrated model: raw bank scores, the calibrated fused score
     (unsmoothed: no future frames), alarms above the calibration's clip threshold."""
 
-    def __init__(self, model, detector="yolov5", backbone=None, device=None):
+    def __init__(self, model, detector="yolov5", backbone=None, device=None, yolo_weights=None):
         if not model.calibration.get("clip_threshold"):
             raise VPCError("the model file has no label-free calibration (made before it or with "
                            "--label_free=False): make it again with fit.py")
         if model.method.search != "exact":     # fit.py --search: said, never silently approximate
             warn(f"the model scores with the {model.method.search} search, not the exact one (README, Many "
                  f"machines; Memorization/run.py measures its error on a test set)")
-        self.features = ClipFeatures(model, detector, backbone, device)
+        self.features = ClipFeatures(model, detector, backbone, device, yolo_weights)
         self.model, self.calibration = model, unsmoothed(model.calibration)
         self.streams = tuple(spec.name for spec in model.specs)
         self.consecutive = model.method.consecutive
 
     @classmethod
-    def from_file(cls, path, detector="yolov5", precision=None):
-        """The scorer of a model file; ``precision`` other than the model's re-makes its encoder so (said)."""
+    def from_file(cls, path, detector=None, precision=None, clip_weights=None, yolo_weights=None):
+        """The scorer of a model file, with the detector and weights fit.py recorded in it unless given
+        (another detector than the recorded one is said); ``precision`` other than the model's re-makes
+        its encoder so (said); its CLIP weights found by their hash (Memorization.encoders.loader)."""
         from Memorization.encoders.loader import model_backbone
         from Memorization.model import VideoPatchCore
 
         model = VideoPatchCore.load(path)
-        backbone = None
+        recorded = model.detection or {}
+        if detector is not None and recorded.get("detector") not in (None, detector):
+            warn(f"--detector {detector} overrides the model's {recorded['detector']}, which fit.py found its "
+                 f"normal objects with: scores and alarms may not mean what it calibrated")
+        detector = detector or recorded.get("detector") or DEFAULT_DETECTOR
         if precision not in (None, model.method.precision):
             warn(f"--precision {precision} overrides the model's {model.method.precision}: its banks were made of "
                  f"{model.method.precision} features, so scores and alarms shift a little from what fit.py calibrated")
-            backbone = model_backbone(model, precision=precision)
-        return cls(model, detector, backbone)
+        backbone = model_backbone(model, precision=precision, clip_weights=clip_weights)
+        return cls(model, detector, backbone, yolo_weights=yolo_weights or recorded.get("yolo_weights"))
 
 
     def score(self, source):
