@@ -37,6 +37,9 @@ def build_parser():
                              "CLIP's cache holds it (found by its hash)")
     add_bool_flag(parser, "--live", False, "play video files at their frame rate, as a live source")
     add_bool_flag(parser, "--video_out", False, "also write an annotated MP4 per input")
+    add_bool_flag(parser, "--raw_scores", False, "write each stream's raw score (a distance, a PSNR) in the CSV, not "
+                                                 "the calibrated one, where 0 is the bottom and 1 the top of the "
+                                                 "normal range")
     parser.add_argument("--gt", default=None, help="ground truth of a single input: .npy labels or an avenue.mat")
     parser.add_argument("--gt_video", type=int, default=1, help="which entry of the avenue.mat (1-based, default 1)")
     add_precision_argument(parser, None, "the model file's; another one scores features its banks were not made of")
@@ -54,14 +57,14 @@ def main(argv=None):
     from extra.footage_outputs import ground_truth_labels, score_source
     from extra.methods import trained_scorer
 
-    scorer = trained_scorer(args.model)
+    scorer = trained_scorer(args.model, args.raw_scores)
     if scorer is not None and args.precision is not None:
         raise VPCError("--precision is VideoPatchCore's: a training-based model scores in float32")
     if scorer is None:
         from Memorization.footage.live import FootageScorer
 
         scorer = FootageScorer.from_file(args.model, args.detector, args.precision, args.clip_weights,
-                                         args.yolo_weights)
+                                         args.yolo_weights, args.raw_scores)
     labels = ground_truth_labels(args.gt, args.gt_video) if args.gt else None
     for reader in readers:
         reader.consecutive = scorer.consecutive

@@ -63,13 +63,13 @@ class Scorer:
     streams = tuple(STREAMS)
     consecutive = 1         # frames read at a time: a clip slides by one
 
-    def __init__(self, path, device=None):
+    def __init__(self, path, device=None, raw=False):
         checkpoint = load_checkpoint(path)
         self.calibration = checkpoint.settings.get("calibration")
         if not self.calibration:
             raise VPCError(f"{path} has no label-free calibration (a DualMemory/train.py checkpoint): make a model "
                            f"file with fit.py --method dual_memory")
-        self.device = device or default_device()
+        self.device, self.raw = device or default_device(), raw
         self.model = checkpoint.build().to(self.device).eval()
         training = checkpoint.settings["training"]
         self.height, self.width = training["h"], training["w"]
@@ -85,7 +85,8 @@ class Scorer:
                 continue
             psnr = clip_psnr(self.model, torch.stack(list(frames), dim=1)[None].to(self.device))
             single = make_video_scores({"psnr": [[psnr]]}, [[0]], STREAMS)
-            fused = calibrated_streams(single, self.calibration)["total"]
+            calibrated = calibrated_streams(single, self.calibration)
+            fused = calibrated["total"]
             scored = clips[SCORED_FRAME]
-            yield ClipResult(scored, {"psnr": [psnr]}, fused, fused > self.calibration["threshold"], [], np.zeros(0),
+            yield ClipResult(scored, {"psnr": [psnr] if self.raw else calibrated["psnr"]}, fused, fused > self.calibration["threshold"], [], np.zeros(0),
                              time.perf_counter() - clip.arrived)

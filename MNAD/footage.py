@@ -61,13 +61,13 @@ class Scorer:
     streams = tuple(STREAMS)
     consecutive = 1         # frames read at a time: a window slides by one
 
-    def __init__(self, path, device=None):
+    def __init__(self, path, device=None, raw=False):
         checkpoint = load_checkpoint(path)
         self.calibration = checkpoint.settings.get("calibration")
         if not self.calibration:
             raise VPCError(f"{path} has no label-free calibration (an MNAD/train.py checkpoint): make a model file "
                            f"with fit.py --method mnad")
-        self.scoring = checkpoint.settings["scoring"]
+        self.scoring, self.raw = checkpoint.settings["scoring"], raw
         self.device = device or default_device()
         self.model = checkpoint.build().to(self.device).eval()
         self.items = checkpoint.items.to(self.device)
@@ -87,6 +87,8 @@ class Scorer:
                                  self.scoring["point_score"], self.scoring["psnr_peak"])
             items = frame.items
             single = make_video_scores({"psnr": [[frame.psnr]], "distance": [[frame.distance]]}, [[0]], STREAMS)
-            fused = calibrated_streams(single, self.calibration)["total"]
-            yield ClipResult(clip, {"psnr": [frame.psnr], "distance": [frame.distance]}, fused,
+            calibrated = calibrated_streams(single, self.calibration)
+            fused = calibrated["total"]
+            columns = single.banks if self.raw else {name: calibrated[name] for name in STREAMS}
+            yield ClipResult(clip, {name: np.ravel(x) for name, x in columns.items()}, fused,
                              fused > self.calibration["threshold"], [], np.zeros(0), time.perf_counter() - clip.arrived)

@@ -13,10 +13,11 @@ def method_module(method, part):
     return importlib.import_module(f"{TRAINED[method]}.{part}")
 
 
-def trained_scorer(path):
-    """The scorer of a training-based method's model file, None for any other file."""
+def trained_scorer(path, raw=False):
+    """The scorer of a training-based method's model file (``raw``: raw score columns), None for any other
+    file."""
     for method in TRAINED:
         footage = method_module(method, "footage")
         if footage.is_checkpoint(path):
-            return footage.Scorer(path)
+            return footage.Scorer(path, raw=raw)
     return None

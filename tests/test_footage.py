@@ -109,6 +109,18 @@ def test_score_an_unlabelled_video(fitted, tmp_path):
     expected = alarm_intervals(list(range(40)), [i / 25 for i in range(40)], alarms,
                                np.array([float(r[5]) for r in rows]))      # the CSV keeps 6 digits
     assert intervals["alarm_intervals"] == [{**e, "peak": pytest.approx(e["peak"], rel=1e-5)} for e in expected]
+    # the bank columns are calibrated: 0 the bottom and 1 the top of the normal range; --raw_scores the distances
+    raw = command("score.py", model, test, "--out_dir", tmp_path / "raw", "--raw_scores")
+    assert raw.returncode == 0, raw.stderr
+    from Memorization.model import VideoPatchCore
+
+    scales = VideoPatchCore.load(model).calibration["normalisation"]
+    _, raw_rows = read_csv(tmp_path / "raw" / "street.csv")
+    for column, bank in enumerate(("spatial", "temporal", "highlevel"), start=2):
+        distances = np.array([float(r[column]) for r in raw_rows])
+        expected = (distances - scales[bank]["low"]) / (scales[bank]["high"] - scales[bank]["low"])
+        np.testing.assert_allclose([float(r[column]) for r in rows], expected, rtol=1e-4, atol=1e-5)
+    assert [r[5:] for r in raw_rows] == [r[5:] for r in rows]          # the fused score and alarms the same
     capture = cv2.VideoCapture(str(tmp_path / "street.mp4"))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 40 and capture.get(cv2.CAP_PROP_FRAME_HEIGHT) == 96 + 40
     assert "street: 40 frames scored" in result.stdout and "ms mean" in result.stdout

@@ -19,7 +19,7 @@ class FootageScorer:
     """Scores clips as they come with a calibrated model: raw bank scores, the calibrated fused score
     (unsmoothed: no future frames), alarms above the calibration's clip threshold."""
 
-    def __init__(self, model, detector="yolov5", backbone=None, device=None, yolo_weights=None):
+    def __init__(self, model, detector="yolov5", backbone=None, device=None, yolo_weights=None, raw=False):
         if not model.calibration.get("clip_threshold"):
             raise VPCError("the model file has no label-free calibration (made before it or with "
                            "--label_free=False): make it again with fit.py")
@@ -30,9 +30,10 @@ class FootageScorer:
         self.model, self.calibration = model, unsmoothed(model.calibration)
         self.streams = tuple(spec.name for spec in model.specs)
         self.consecutive = model.method.consecutive
+        self.raw = raw      # bank columns as raw distances, not calibrated (1: the top of the normal range)
 
     @classmethod
-    def from_file(cls, path, detector=None, precision=None, clip_weights=None, yolo_weights=None):
+    def from_file(cls, path, detector=None, precision=None, clip_weights=None, yolo_weights=None, raw=False):
         """The scorer of a model file, with the detector and weights fit.py recorded in it unless given
         (another detector than the recorded one is said); ``precision`` other than the model's re-makes
         its encoder so (said); its CLIP weights found by their hash (Memorization.encoders.loader)."""
@@ -49,7 +50,7 @@ class FootageScorer:
             warn(f"--precision {precision} overrides the model's {model.method.precision}: its banks were made of "
                  f"{model.method.precision} features, so scores and alarms shift a little from what fit.py calibrated")
         backbone = model_backbone(model, precision=precision, clip_weights=clip_weights)
-        return cls(model, detector, backbone, yolo_weights=yolo_weights or recorded.get("yolo_weights"))
+        return cls(model, detector, backbone, yolo_weights=yolo_weights or recorded.get("yolo_weights"), raw=raw)
 
 
     def score(self, source):
@@ -60,7 +61,9 @@ class FootageScorer:
             banks = self.model.score_banks(VideoFeatures({"local": [lf], "global": [gf]}), self.features.device,
                                            items)
             single = VideoScores(["clip"], {bank: [x] for bank, x in banks.items()}, streams)
-            fused = calibrated_streams(single, self.calibration)["total"]
+            calibrated = calibrated_streams(single, self.calibration)
+            fused = calibrated["total"]
             objects = calibrated_local(*(np.asarray(items[bank]) for bank in LOCAL_FUSION), self.calibration)
-            yield ClipResult(clip, banks, fused, fused > self.calibration["clip_threshold"], boxes, objects,
+            columns = banks if self.raw else {bank: calibrated[bank] for bank in banks}
+            yield ClipResult(clip, columns, fused, fused > self.calibration["clip_threshold"], boxes, objects,
                              time.perf_counter() - clip.arrived)
