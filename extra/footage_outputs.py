@@ -13,6 +13,7 @@ import numpy as np
 
 from extra.errors import VPCError
 from extra.io import atomic_path, make_folder
+from extra.progress import Ticker
 
 
 @dataclass
@@ -158,13 +159,17 @@ def score_source(scorer, reader, out_dir, video_out=False, labels=None):
 
     writer = ScoreWriter(out_dir, reader.name, reader.fps, scorer.streams, video_out)
     started, latencies = time.perf_counter(), []
+    ticker = Ticker(f"{reader.name}: scored", None if reader.video is None else reader.video.n_frames)
     try:
         for result in scorer.score(reader):
             writer.add(result)
             latencies.append(result.seconds)
+            ticker.update(writer.next_row)
     except BaseException as error:     # the files say the source failed, then the error goes on
         writer.close(reader.frames, " ".join(str(error).split())[:200] or type(error).__name__)
         raise
+    finally:
+        ticker.close()
     intervals = writer.close(reader.frames)
     summary = SourceSummary(reader.name, len(writer.frames), max(reader.frames, writer.next_row), intervals,
                             latencies, time.perf_counter() - started, reader.note)

@@ -27,3 +27,33 @@ def progress(items, label, stream=None, note=None):
         extra = "" if note is None else f", {note(item)}"
         print(f"{label}: {number}/{len(items)} done ({time.perf_counter() - started:.1f} s){extra}", file=stream,
               flush=True)
+
+
+class Ticker:
+    """Progress of a long stream of small steps (the frames of a source being scored): in a terminal a
+    line rewritten in place, in a log file a line at most every ``every`` seconds, so that a log stays
+    short; ``total`` (None for a live source) gives the share done."""
+
+    def __init__(self, label, total=None, stream=None, every=10.0, clock=time.perf_counter):
+        self.label, self.total, self.stream, self.every, self.clock = label, total, stream or sys.stdout, every, clock
+        self.started = self.last = clock()
+        self.done = 0
+
+    def text(self):
+        seconds = self.clock() - self.started
+        rate = self.done / seconds if seconds > 0 else 0.0
+        share = f"/{self.total}" if self.total else ""
+        return f"{self.label}: {self.done}{share} frames ({seconds:.0f} s, {rate:.1f} frames/s)"
+
+    def update(self, done):
+        self.done = done
+        now = self.clock()
+        if self.stream.isatty():
+            print(f"\r{self.text()}", end="", file=self.stream, flush=True)
+        elif now - self.last >= self.every:
+            print(self.text(), file=self.stream, flush=True)
+            self.last = now
+
+    def close(self):
+        if self.stream.isatty():
+            print("\r" + " " * len(self.text()) + "\r", end="", file=self.stream, flush=True)

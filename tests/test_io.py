@@ -45,3 +45,20 @@ def test_atomic_files_get_the_usual_mode_even_from_a_private_writer(tmp_path):
     os.umask(mask)
     assert USUAL_FILE_MODE == 0o666 & ~mask
     assert os.stat(tmp_path / "model.safetensors").st_mode & 0o777 == USUAL_FILE_MODE
+
+
+def test_a_ticker_writes_a_log_line_at_most_every_so_often():
+    import io
+
+    from extra.progress import Ticker
+
+    now = [0.0]
+    log = io.StringIO()
+    ticker = Ticker("clip.mp4: scored", 100, stream=log, every=10.0, clock=lambda: now[0])
+    for done in range(1, 101):
+        now[0] = done * 0.5         # 2 frames a second: 50 s in all
+        ticker.update(done)
+    ticker.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 5 and lines[0] == "clip.mp4: scored: 20/100 frames (10 s, 2.0 frames/s)"
+    assert lines[-1] == "clip.mp4: scored: 100/100 frames (50 s, 2.0 frames/s)"
