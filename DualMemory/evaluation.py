@@ -24,7 +24,7 @@ from extra.evaluation.fusion import refuse_constant
 from extra.evaluation.harness import evaluate
 from extra.evaluation.results import SavedEvaluation, report
 from extra.evaluation.scores import make_video_scores
-from extra.heldout import calibration_sequences
+from extra.heldout import heldout_calibration
 from extra.progress import progress
 from extra.windows import held_out_again, test_videos, whole
 
@@ -55,12 +55,8 @@ def label_free_calibration(model, held_out, config, device):
     def score(clips, state):
         return {"psnr": score_clips(model, clips, device)}, state
 
-    per_stream, labels, names, recipes = calibration_sequences(dual_windows(held_out, config), score, None,
-                                                               config.seed)
-    scores = make_video_scores(per_stream, labels, STREAMS, names)
-    details = {"held_out": [piece.name for piece in held_out], "recipes": list(recipes), "sequences": len(names),
-               "seed": config.seed}
-    return calibrate(scores, labels, config.false_alarm_rate, details)
+    return heldout_calibration(held_out, lambda pieces: dual_windows(pieces, config), score, None, STREAMS,
+                               calibrate, config)
 
 
 def model_of(config):
@@ -103,8 +99,10 @@ def _evaluate_run(config, videos, labels):
     method = dual_evaluation()
     results = evaluate(scores, method, DualWeights(), calibration)
     n_frames = int(sum(len(x) for x in per_video["psnr"]))
-    metadata = {"model_family": "dual-memory", **(checkpoint.settings.get("training") or {"dataset": config.dataset}),
-                **{"false_alarm_rate": config.false_alarm_rate}, "model": str(config.model_dir or config.run_dir / MODEL_FILE),
+    metadata = {"model_family": "dual-memory",
+                **(checkpoint.settings.get("training") or {"dataset": config.dataset}),
+                "false_alarm_rate": config.false_alarm_rate,
+                "model": str(config.model_dir or config.run_dir / MODEL_FILE),
                 "device": device_description(device), "test_frames_per_second": round(n_frames / seconds, 2),
                 "held_out": [piece.name for piece in held_out]}
     metadata.pop("videos", None)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from extra.errors import VPCError
+from extra.evaluation.scores import make_video_scores
 from extra.progress import progress
 from extra.pseudo_anomalies import (
     RECIPES, SEGMENT_FRACTION, TEMPORAL_RECIPES, freeze_index, pasted, shuffled_grid, skip_index, swapped,
@@ -118,3 +119,17 @@ def calibration_sequences(windows, score, state, seed):
             labels.append(y)
             names.append(f"{piece.name}/{recipe}")
     return per_stream, labels, names, recipes
+
+
+def heldout_calibration(held_out, windows_of, score, state, streams, calibrate, config):
+    """A frame-level method's label-free calibration: the ``held_out`` pieces (extra.windows.Piece) as the
+    method reads them (``windows_of(pieces)``), scored by ``score`` from ``state`` (calibration_sequences),
+    then ``calibrate(VideoScores of ``streams``, labels, false-alarm rate, details)``; ``config``: seed,
+    false_alarm_rate. The details say what was held out and which recipes altered it."""
+    if not held_out:
+        raise VPCError("the label-free calibration needs training footage held out of training (--hold_out)")
+    per_stream, labels, names, recipes = calibration_sequences(windows_of(held_out), score, state, config.seed)
+    scores = make_video_scores(per_stream, labels, streams, names)
+    details = {"held_out": [piece.name for piece in held_out], "recipes": list(recipes), "sequences": len(names),
+               "seed": config.seed}
+    return calibrate(scores, labels, config.false_alarm_rate, details)
