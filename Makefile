@@ -41,7 +41,7 @@ demo: install
 	$(PY) -m extra.make_demo --out $(DEMO)/data --seed 0 --n_train 2 --n_test 4 --n_frames 60 --skip_existing
 	$(PY) ObjectDetection/run.py $(DEMO_ARGS) --detector=motion
 	@$(if $(DEMO_WEIGHTS),echo "No $(CLIP_CACHE)/RN101.pt: the demo runs CLIP with RANDOM weights (see README, Weights).")
-	$(PY) Memorization/run.py $(DEMO_ARGS) $(DEMO_WEIGHTS)
+	$(PY) Memorization/run.py $(DEMO_ARGS) $(DEMO_WEIGHTS) --report
 
 # VideoPatchCore against MNAD and the dual-memory model on the demo data (compare.py; what it measures:
 # comparison/run.py), MNAD reduced from its published 256 x 256 and 60 epochs, the dual-memory model from

@@ -8,7 +8,8 @@ Runs object detection and the memorization stage with a preset's settings (every
 overridden with the stage's flags), calibrates fusion, normalisation and an alarm threshold on the
 footage alone (README, Evaluation), and writes one model file for score.py. With --method mnad or
 dual_memory it trains that model instead, holding out some footage on which it calibrates (fit.py
---method mnad --help for its flags). Intermediate files go to <work_dir>/footage/<model>/ and a rerun reuses them.
+--method mnad --help for its flags). Intermediate files go to a folder of the footage's own,
+<work_dir>/footage/<first video>_<key>/, which a rerun on the same footage reuses, whatever its --out.
 """
 import sys
 from pathlib import Path
@@ -26,11 +27,8 @@ def main(argv=None):
     if method.method in TRAINED:
         return fit_trained(method.method, rest)
     args = footage_parser(__doc__.splitlines()[0]).parse_args(argv)
-    run = resolve_footage_run(args)
+    run, videos = resolve_footage_run(args)          # the inputs checked before the model code loads (seconds)
     from extra.lock import work_lock
-    from extra.sources import footage_videos
-
-    videos = footage_videos(args.inputs)             # checked before the model code loads (seconds)
     from Memorization.encoders.loader import load_backbone_for
     from Memorization.footage.fit import fit_footage
 
@@ -49,10 +47,7 @@ def fit_trained(method, argv):
     """A training-based method: its own flags, then its fitting."""
     options = method_module(method, "options")
     args = options.footage_parser(__doc__.splitlines()[0]).parse_args(argv)
-    config = options.resolve_footage_config(args)
-    from extra.sources import footage_videos
-
-    videos = footage_videos(args.inputs)             # checked before the model code loads (seconds)
+    config, videos = options.resolve_footage_config(args)    # the inputs checked before the model code loads
     footage = method_module(method, "footage")
     print(footage.summary(args.out, config, videos, footage.fit_footage(videos, config, args.out)), flush=True)
     return 0

@@ -5,9 +5,10 @@
 
 Writes per input <out_dir>/<name>.csv (frame, timestamp, a score per bank of the model (MNAD: psnr and
 distance), fused, alarm),
-<name>_alarms.json (alarm intervals, from the model's label-free threshold) and, with --video_out,
-<name>.mp4 (objects coloured by their score, a score strip, alarms framed in red). --gt adds the
-AUROC against labels in any supported format (a .npy per-frame vector, or an avenue.mat entry).
+<name>_alarms.json (alarm intervals, from the model's label-free threshold, and the threshold), with
+--video_out <name>.mp4 (objects coloured by their score, a score strip, alarms framed in red) and, with
+--report, <name>_report.html (the scores over time and each alarm explained, in one self-contained
+page). --gt adds the AUROC against labels in any supported format (a .npy per-frame vector, or an avenue.mat entry).
 """
 import sys
 from pathlib import Path
@@ -37,9 +38,12 @@ def build_parser():
                              "CLIP's cache holds it (found by its hash)")
     add_bool_flag(parser, "--live", False, "play video files at their frame rate, as a live source")
     add_bool_flag(parser, "--video_out", False, "also write an annotated MP4 per input")
+    add_bool_flag(parser, "--report", False, "also write <name>_report.html per input: one self-contained page "
+                                             "of the scores over time and each alarm's frame with the nearest "
+                                             "normal memory item (README, Reviewing alarms)")
     add_bool_flag(parser, "--raw_scores", False, "write each stream's raw score (a distance, a PSNR) in the CSV, not "
-                                                 "the calibrated one, where 0 is the bottom and 1 the top of the "
-                                                 "normal range")
+                                                 "the calibrated one, where 1 is the top of the normal range "
+                                                 "(README, Your own footage)")
     parser.add_argument("--gt", default=None, help="ground truth of a single input: .npy labels or an avenue.mat")
     parser.add_argument("--gt_video", type=int, default=1, help="which entry of the avenue.mat (1-based, default 1)")
     add_precision_argument(parser, None, "the model file's; another one scores features its banks were not made of")
@@ -69,7 +73,8 @@ def main(argv=None):
     for reader in readers:
         reader.consecutive = scorer.consecutive
     for reader in readers:
-        summary = score_source(scorer, reader, Path(args.out_dir), args.video_out, labels)
+        summary = score_source(scorer, reader, Path(args.out_dir), args.video_out, labels,
+                               args.model if args.report else None)
         print(summary.line(), flush=True)
     print(f"results in {args.out_dir}", flush=True)
     return 0

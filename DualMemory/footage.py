@@ -88,5 +88,6 @@ class Scorer:
             calibrated = calibrated_streams(single, self.calibration)
             fused = calibrated["total"]
             scored = clips[SCORED_FRAME]
-            yield ClipResult(scored, {"psnr": [psnr] if self.raw else calibrated["psnr"]}, fused, fused > self.calibration["threshold"], [], np.zeros(0),
-                             time.perf_counter() - clip.arrived)
+            yield ClipResult(scored, {"psnr": [psnr] if self.raw else calibrated["psnr"]}, fused,
+                             fused > self.calibration["threshold"], [], np.zeros(0), time.perf_counter() - clip.arrived,
+                             self.calibration["threshold"])

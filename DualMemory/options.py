@@ -2,13 +2,13 @@
 section 1) and the switches of section 10, resolved once into one ``DualMemoryConfig``. Plain data, cheap
 to import (no torch): the commands' --help and argument errors come at once.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from extra import config as paths
 from extra.cli import (
     FOOTAGE_DATASET, OneLineErrorParser, add_bool_flag, add_false_alarm_argument, add_overwrite_argument, add_run_arguments,
-    checked_false_alarm_rate, footage_work_dir, resolve_path, setting_tag,
+    checked_false_alarm_rate, footage_inputs, resolve_path, setting_tag,
 )
 from extra.cli import footage_parser as shared_footage_parser
 from extra.config import DATASETS
@@ -168,8 +168,11 @@ def footage_parser(description):
 
 
 def resolve_footage_config(args):
-    """The DualMemoryConfig of fit.py --method dual_memory: its run in <work_dir>/footage/<model>/dual_memory/."""
-    return resolve_config(args, dataset=FOOTAGE_DATASET, work_dir=footage_work_dir(args))
+    """(the DualMemoryConfig of fit.py --method dual_memory, the normal videos): the flags checked first,
+    then the inputs; its run in dual_memory/ of the footage's folder (extra.cli.footage_folder)."""
+    config = resolve_config(args, dataset=FOOTAGE_DATASET)
+    videos, folder = footage_inputs(args)
+    return replace(config, work_dir=folder), videos
 
 
 def resolve_config(args, dataset=None, work_dir=None):

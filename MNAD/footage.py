@@ -91,4 +91,5 @@ class Scorer:
             fused = calibrated["total"]
             columns = single.banks if self.raw else {name: calibrated[name] for name in STREAMS}
             yield ClipResult(clip, {name: np.ravel(x) for name, x in columns.items()}, fused,
-                             fused > self.calibration["threshold"], [], np.zeros(0), time.perf_counter() - clip.arrived)
+                             fused > self.calibration["threshold"], [], np.zeros(0), time.perf_counter() - clip.arrived,
+                             self.calibration["threshold"])

@@ -2,13 +2,13 @@
 ``MNADConfig``. Plain data, cheap to import (no torch): the commands' --help and argument errors
 come at once. MNAD/SPEC.md gives every default; section 10 the switches to the paper's wording.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from extra import config as paths
 from extra.cli import (
     FOOTAGE_DATASET, OneLineErrorParser, add_bool_flag, add_false_alarm_argument, checked_false_alarm_rate,
-    add_overwrite_argument, add_run_arguments, dataset_settings, footage_work_dir, resolve_path, setting_tag,
+    add_overwrite_argument, add_run_arguments, dataset_settings, footage_inputs, resolve_path, setting_tag,
 )
 from extra.cli import footage_parser as shared_footage_parser
 from extra.errors import VPCError
@@ -220,8 +220,11 @@ def footage_parser(description):
 
 
 def resolve_footage_config(args):
-    """The MNADConfig of fit.py --method mnad: its run in <work_dir>/footage/<model>/mnad/footage/."""
-    return resolve_config(args, dataset=FOOTAGE_DATASET, work_dir=footage_work_dir(args))
+    """(the MNADConfig of fit.py --method mnad, the normal videos): the flags checked first, then the
+    inputs; its run in mnad/footage/ of the footage's folder (extra.cli.footage_folder)."""
+    config = resolve_config(args, dataset=FOOTAGE_DATASET)
+    videos, folder = footage_inputs(args)
+    return replace(config, work_dir=folder), videos
 
 
 def _pick(value, default):

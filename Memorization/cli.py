@@ -96,6 +96,8 @@ def build_parser(description):
                                              "checksums first (slower; damage in files read anyway is always caught)")
     add_backbone_arguments(parser)
     add_evaluation_arguments(parser)
+    add_bool_flag(parser, "--report", False, "also write an HTML report per test video into the results folder's "
+                                             "reports/ (README, Reviewing alarms; needs --label_free)")
     return parser
 
 
@@ -154,10 +156,13 @@ def resolve_run(args):
     settings = context.settings
     fixed = FusionWeights.chosen(_pick(args.fixed_a1, settings.fixed_a1), _pick(args.fixed_b1, settings.fixed_b1),
                                  _pick(args.fixed_sigma, settings.fixed_sigma))
+    report = getattr(args, "report", False)
+    if report and not args.label_free:
+        raise VPCError("--report shows alarms of the label-free calibration: it needs --label_free")
     return MemorizationRun(context=context, method=method_from_args(args, context), fixed=fixed,
                            save_feature=args.save_feature, save_memory=args.save_memory, overwrite=args.overwrite,
                            verify=getattr(args, "verify", False), label_free=args.label_free,
-                           false_alarm_rate=checked_false_alarm_rate(args))
+                           false_alarm_rate=checked_false_alarm_rate(args), report=report)
 
 
 FOOTAGE_METHODS = ("vpc", *TRAINED)
@@ -187,7 +192,8 @@ def footage_parser(description):
                         help="yolov5 (weights: yolo_weights in extra/config.py), or motion / hog, needing none")
     parser.add_argument("--consecutive", type=int, default=None, help="frames per clip (default: the preset's)")
     parser.add_argument("--work_dir", default=None,
-                        help="intermediate files (default: $VPC_WORK_DIR, then extra/config.py), under footage/<model>")
+                        help="intermediate files (default: $VPC_WORK_DIR, then extra/config.py), under footage/, in a "
+                             "folder of the inputs' own: a rerun on the same footage reuses them")
     add_method_arguments(parser)
     add_backbone_arguments(parser)
     add_false_alarm_argument(parser)
@@ -197,23 +203,40 @@ def footage_parser(description):
     return parser
 
 
+# What fit.py's intermediate files (object batches, features) depend on besides the detector and its
+# weights: with them, the key of their folder, so that other such settings get a folder of their own
+# (extra.cli.footage_folder).
+FOOTAGE_FILE_SETTINGS = ("dataset", "consecutive", "backbone", "random_weights", "precision", "cnl_pool",
+                         "compression", "compression_seed", "normalization")
+
+
 def resolve_footage_run(args):
-    """The MemorizationRun of fit.py: the preset's settings, the flags, a working folder of the model's own."""
-    from pathlib import Path
+    """(the MemorizationRun of fit.py, the normal videos): the preset's settings, the flags (checked first),
+    the inputs (checked before any model code loads), the footage's working folder (extra.cli.footage_folder)."""
+    from dataclasses import asdict, replace
 
     from extra import config
-    from extra.cli import RunContext, resolve_path
+    from extra.cli import RunContext, footage_folder
     from extra.config import PRESETS
     from extra.sharding import ray_cluster
+    from ObjectDetection.options import YOLO
 
     settings = PRESETS[args.preset]
     consecutive = settings.consecutive if args.consecutive is None else args.consecutive
     if consecutive < 3:
         raise VPCError(f"--consecutive must be at least 3 (the high-level patches need it), got {consecutive}")
-    work_dir = resolve_path(args.work_dir, "VPC_WORK_DIR", config.work_dir) / "footage" / Path(args.out).stem
-    context = RunContext(settings=settings, consecutive=consecutive, data_root=None, work_dir=work_dir,
+    context = RunContext(settings=settings, consecutive=consecutive, data_root=None, work_dir=None,
                          ray=ray_cluster(args.ray, args.ray_cpus))
-    return MemorizationRun(context=context, method=method_from_args(args, context),
-                           fixed=FusionWeights.chosen(settings.fixed_a1, settings.fixed_b1, settings.fixed_sigma),
-                           overwrite=args.overwrite, verify=args.verify,
-                           false_alarm_rate=checked_false_alarm_rate(args))
+    method = method_from_args(args, context)
+    from extra.sources import footage_videos
+
+    videos = footage_videos(args.inputs)
+    record = asdict(method)
+    key = {"detector": args.detector, **{name: record[name] for name in FOOTAGE_FILE_SETTINGS},
+           **({"yolo_weights": str(config.yolo_weights)} if args.detector == YOLO else {})}
+    run = MemorizationRun(context=replace(context, work_dir=footage_folder(args.work_dir, videos, key)),
+                          method=method,
+                          fixed=FusionWeights.chosen(settings.fixed_a1, settings.fixed_b1, settings.fixed_sigma),
+                          overwrite=args.overwrite, verify=args.verify,
+                          false_alarm_rate=checked_false_alarm_rate(args))
+    return run, videos

@@ -10,7 +10,7 @@ RN101). The encoder's ``layout`` (``Memorization.encoders.contract.TapLayout``) 
 import functools
 import json
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import replace
 
 import cv2
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from extra.datasets import normalize_frame
 from extra.device import device_description
 from extra.errors import VPCError
+from extra.progress import Ticker
 from extra.sharding import WorkerModel, map_videos
 from extra.store import clip_key, is_empty_clip, is_finished, open_clip_file, write_clip_file
 from extra.workdir import OBJECT_BATCHES
@@ -204,14 +205,16 @@ def _timing(started, backbone):
     return json.dumps({"seconds": time.perf_counter() - started, "device": device_description(backbone.device)})
 
 
-def write_local_features(objects_path, n_clips, backbone, method, outputs):
-    """One pass of the encoder over a video's object crops, written once per compression.
+def write_local_features(objects_path, n_clips, backbone, method, outputs, label="local features"):
+    """One pass of the encoder over a video's object crops, written once per compression, its progress
+    shown as ``label`` clip by clip.
 
     ``outputs``: {compression: (out_path, record)}.
     """
     started = time.perf_counter()
     d = method.consecutive
     with ExitStack() as stack:
+        ticker = stack.enter_context(closing(Ticker(label, n_clips, unit="clips")))
         objects = stack.enter_context(open_clip_file(objects_path, OBJECT_BATCHES, n_clips=n_clips))
         writers = {compression: stack.enter_context(write_clip_file(path, record, n_clips))
                    for compression, (path, record) in outputs.items()}
@@ -223,15 +226,18 @@ def write_local_features(objects_path, n_clips, backbone, method, outputs):
             features = local_feature_set(batch, backbone, method.cnl_pool, tuple(outputs), method.compression_seed)
             for compression, writer in writers.items():
                 writer.add(clip, batch if features is None else features[compression].numpy())
+            ticker.update(clip + 1)
         for writer in writers.values():
             writer.attrs[TIMING_ATTRIBUTE] = _timing(started, backbone)
 
 
-def write_global_features(video, backbone, method, out_path, record):
+def write_global_features(video, backbone, method, out_path, record, label="global features"):
     started = time.perf_counter()
-    with write_clip_file(out_path, record, video.n_clips(method.consecutive)) as writer:
+    n_clips = video.n_clips(method.consecutive)
+    with write_clip_file(out_path, record, n_clips) as writer, closing(Ticker(label, n_clips, unit="clips")) as ticker:
         for clip, frames in video.iter_clips(method.consecutive):
             writer.add(clip, global_features(frames, backbone, method.normalization).numpy())
+            ticker.update(clip + 1)
         writer.attrs[TIMING_ATTRIBUTE] = _timing(started, backbone)
 
 
@@ -257,9 +263,11 @@ def extract_video_features(video, split, run, backbone, compressions=None):
     global_todo = not is_finished(global_path, STREAMS["global"].kind, global_record, n_clips, run.overwrite,
                                   run.verify)
     if local_todo:
-        write_local_features(work.object_batches(split, video.name), n_clips, backbone, method, local_todo)
+        write_local_features(work.object_batches(split, video.name), n_clips, backbone, method, local_todo,
+                             f"{split} {video.name}: local features")
     if global_todo:
-        write_global_features(video, backbone, method, global_path, global_record)
+        write_global_features(video, backbone, method, global_path, global_record,
+                              f"{split} {video.name}: global features")
     return bool(local_todo), global_todo
 
 

@@ -9,12 +9,15 @@ The banks are the ``BankSpec``s of Memorization.banks.specs (the method's, by de
 three; any registered ones). A model
 file is a safetensors file: the banks as tensors, and as JSON the method's configuration, the
 banks' names, the identity of the encoder that made their features (architecture, random or not,
-SHA-256 of its weights) and a calibration slot. Loading it executes no code and needs no
-training data.
+SHA-256 of its weights), a calibration slot and, when the banks were fitted with their videos'
+origins, the provenance of every bank row (Memorization.banks.origins; a file without it loads with
+``provenance`` None). Loading it executes no code and needs no training data.
 """
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from extra.config import PRESETS
 from extra.device import default_device
@@ -24,6 +27,7 @@ from extra.evaluation.scores import VideoScores
 from extra.io import atomic_path
 from extra.store import FileKind, load_tensor, save_tensor
 from Memorization.banks.coreset import Coreset, build_memory_bank
+from Memorization.banks.origins import Provenance, bank_items, is_whole_clip, items_per_clip, row_items
 from Memorization.banks.scores import score_clips
 from Memorization.banks.specs import BANKS, bank_kind, bank_path, bank_record, specs_of, training_patches
 from Memorization.options import BANK_ORDERS, MethodConfig, method_record
@@ -67,19 +71,28 @@ def announce_bank(spec, method, how=""):
 
 
 def memorise(spec, per_video_patches, method, device=None):
-    """One memory bank (on the CPU) from its per-video training patches, with the method's ratio and order."""
+    """One memory bank (on the CPU) from its per-video training patches, with the method's ratio and
+    order, and per bank row its (video number, row of that video's patches)."""
     announce_bank(spec, method)
-    return build_memory_bank(per_video_patches, bank_coreset(spec, method), device).cpu()
+    bank, rows = build_memory_bank(per_video_patches, bank_coreset(spec, method), device, with_rows=True)
+    return bank.cpu(), rows
 
 
 def video_coresets(features, specs, method, device=None):
-    """Each bank's coreset of one training video's features (VideoFeatures), on the CPU: the per-video
-    step of the published order, "subsample_then_concat" (empty where the video gives no patch)."""
+    """Each bank's coreset of one training video's features (VideoFeatures), on the CPU, with the (clip,
+    object) of each of its rows: the per-video step of the published order, "subsample_then_concat"
+    (empty where the video gives no patch)."""
     coresets = {}
     for spec in specs:
-        patches = training_patches(spec, features.clips[spec.stream], method)
-        coresets[spec.name] = patches if not len(patches) else build_memory_bank(
-            [patches], bank_coreset(spec, method), device, progress=False).cpu()
+        clips = features.clips[spec.stream]
+        patches = training_patches(spec, clips, method)
+        if not len(patches):
+            coresets[spec.name] = patches, torch.zeros(0, 2, dtype=torch.long)
+            continue
+        coreset, rows = build_memory_bank([patches], bank_coreset(spec, method), device, progress=False,
+                                          with_rows=True)
+        coresets[spec.name] = coreset.cpu(), row_items(rows[:, 1], len(patches), items_per_clip(clips),
+                                                       is_whole_clip(spec))
     return coresets
 
 
@@ -108,13 +121,14 @@ class VideoPatchCore:
     """The memory banks of ``specs`` (default: the method's banks) built with ``method``, and what is
     needed to use them."""
 
-    def __init__(self, method, specs=None, banks=None, backbone=None, calibration=None):
+    def __init__(self, method, specs=None, banks=None, backbone=None, calibration=None, provenance=None):
         self.method = method
         self.specs = specs_of(method.banks) if specs is None else tuple(specs)
         self.banks = dict(banks or {})            # bank name -> (M, D) tensor on the CPU
         self.backbone = dict(backbone or {})      # identity of the encoder behind the banks' features
         self.calibration = dict(calibration or {})
         self.detection = None       # own footage: the detector and weights fit.py found the objects with
+        self.provenance = provenance      # Memorization.banks.origins.Provenance of the banks' rows, or None
         self._on_device = (None, {})
 
     @property
@@ -124,26 +138,43 @@ class VideoPatchCore:
 
     # --- memorising ---------------------------------------------------------------------------------
 
-    def fit(self, videos, device=None):
-        """Build every bank from the training videos' features (VideoFeatures, in video order)."""
+    def fit(self, videos, device=None, origins=None):
+        """Build every bank from the training videos' features (VideoFeatures, in video order). Given
+        each video's ``origins`` (Memorization.banks.origins.VideoOrigin, in the same order), the model
+        keeps the provenance of every bank row; else it has none."""
         per_bank = {spec.name: [] for spec in self.specs}
+        counts = {stream: [] for stream in self.streams.values()}       # per stream, each video's items per clip
         for features in videos:
             for spec in self.specs:
                 per_bank[spec.name].append(training_patches(spec, features.clips[spec.stream], self.method))
+            for stream in counts:
+                counts[stream].append(items_per_clip(features.clips[stream]))
+        items = {}
         for spec in self.specs:
-            self.banks[spec.name] = memorise(spec, per_bank.pop(spec.name), self.method, device)
-        self._on_device = (None, {})
-        return self
+            patches = per_bank.pop(spec.name)
+            self.banks[spec.name], rows = memorise(spec, patches, self.method, device)
+            items[spec.name] = bank_items(rows, [len(p) for p in patches], counts[spec.stream], is_whole_clip(spec))
+        return self._fitted(items, origins)
 
-    def fit_coresets(self, per_video):
+    def fit_coresets(self, per_video, origins=None):
         """Every bank from the training videos' coresets drawn elsewhere (``video_coresets``, in video
-        order), concatenated as ``fit`` does in the published order: the same bank, to the bit."""
+        order), concatenated as ``fit`` does in the published order: the same bank, to the bit, and with
+        ``origins`` the same provenance."""
         if self.method.bank_order != BANK_ORDERS[0]:
             raise RuntimeError(f"per-video coresets make no {self.method.bank_order} bank")   # a bug, not bad input
+        items = {}
         for spec in self.specs:
             announce_bank(spec, self.method, ", per-video coresets drawn apart")
-            self.banks[spec.name] = build_memory_bank([coresets[spec.name] for coresets in per_video], KEEP_ALL,
+            self.banks[spec.name] = build_memory_bank([coresets[spec.name][0] for coresets in per_video], KEEP_ALL,
                                                       progress=False)
+            items[spec.name] = torch.cat([torch.cat([torch.full((len(rows), 1), number), rows], dim=1)
+                                          for number, rows in enumerate(c[spec.name][1] for c in per_video)])
+        return self._fitted(items, origins)
+
+    def _fitted(self, items, origins):
+        """The model once its banks are built: their provenance from each row's (video, clip, object)
+        ``items`` and the videos' ``origins`` (none without them)."""
+        self.provenance = None if origins is None else Provenance.of(items, origins)
         self._on_device = (None, {})
         return self
 
@@ -193,6 +224,9 @@ class VideoPatchCore:
         if self.detection is not None:      # a dataset run's model records none: its files stay as they were
             metadata["detection"] = json.dumps(self.detection, sort_keys=True)
         tensors = {f"bank.{spec.name}": self.banks[spec.name].detach().cpu().contiguous() for spec in self.specs}
+        if self.provenance is not None:
+            metadata["provenance"] = self.provenance.metadata()
+            tensors.update(self.provenance.tensors())
         with atomic_path(path, needed_bytes=sum(t.nbytes for t in tensors.values())) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
             sort_metadata(tmp)
@@ -238,7 +272,11 @@ class VideoPatchCore:
                 raise VPCError(f"{path} is damaged (its {name} memory bank is missing or not 2-D); "
                                f"{MODEL_KIND.remedy}")
             banks[name] = bank
-        model = cls(method, [known[name] for name in names], banks, backbone, calibration)
+        try:
+            provenance = Provenance.read(metadata.get("provenance"), tensors, banks)
+        except ValueError as error:
+            raise VPCError(f"{path} is damaged ({error}); {MODEL_KIND.remedy}") from None
+        model = cls(method, [known[name] for name in names], banks, backbone, calibration, provenance)
         model.detection = detection
         return model
 

@@ -110,6 +110,7 @@ class MemorizationRun:
     verify: bool = False             # read every reused file whole and check it
     label_free: bool = True          # calibrate on training videos only (Memorization.calibration)
     false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE   # the label-free alarm threshold's target on normal frames
+    report: bool = False             # an HTML report per test video (Memorization.stage_report)
 
     @property
     def work(self):

@@ -26,6 +26,7 @@ from extra.progress import progress
 from extra.provenance import read_json_record, write_json_record
 from extra.sharding import map_videos
 from extra.store import is_empty_clip, open_clip_file, read_clip_file
+from Memorization.banks.origins import training_origins
 from Memorization.banks.search_check import SearchCheck
 from Memorization.banks.specs import STREAMS, bank_path, specs_of, stream_titles, streams_of
 from Memorization.encoders.loader import load_backbone_for
@@ -68,20 +69,22 @@ def training_features(run, videos, backbone, specs=None):
 
 def fitted_model(run, videos, fields, specs=None, device=None):
     """The model of ``specs`` (default: the run's banks) memorising the training videos' saved features
-    (``fields``: the backbone's record fields). With --ray and the published order, each video's coresets
-    are drawn on a Ray worker, from the features it reads itself, and only they come back, concatenated
-    in video order."""
+    (``fields``: the backbone's record fields), with the provenance of every bank row (the boxes from the
+    videos' object batches). With --ray and the published order, each video's coresets are drawn on a
+    Ray worker, from the features it reads itself, and only they (and their rows' clips and objects)
+    come back, concatenated in video order."""
     model = VideoPatchCore(run.method, specs)
     specs = model.specs
+    origins = training_origins(run.work, videos, run.method.consecutive)
     if run.context.ray is None or run.method.bank_order != BANK_ORDERS[0]:
-        return model.fit(training_features(run, videos, fields, specs), device)
+        return model.fit(training_features(run, videos, fields, specs), device, origins)
     per_video = map_videos(functools.partial(coresets_of_video, run=run, fields=fields, specs=specs), videos,
                            "coresets of training videos", run.context.ray)
-    return model.fit_coresets(per_video)
+    return model.fit_coresets(per_video, origins)
 
 
 def coresets_of_video(video, run, fields, specs):
-    """``video_coresets`` of one training video's saved features."""
+    """``video_coresets`` of one training video's saved features (coresets and their rows' clips and objects)."""
     return video_coresets(read_video_features(run, "train", video.name, fields, streams_of(specs)), specs, run.method)
 
 
@@ -177,7 +180,8 @@ def region_results(run, videos, objects, weights, calibration):
 def memory_of(run, backbone, fields, device):
     """The model of the run's banks and whether a bank was built now: each bank reused when it is saved
     with this run's settings, the others built from the training features (extracted where missing) and
-    saved (a bank added to a run costs its own coresets alone)."""
+    saved (a bank added to a run costs its own coresets alone). The model has the provenance of the banks
+    built now (a bank file keeps none)."""
     work, method = run.work, run.method
     specs = specs_of(method.banks)
     missing = [spec for spec in specs if not bank_path(work, spec, method).is_file()]
@@ -189,13 +193,16 @@ def memory_of(run, backbone, fields, device):
     if banks:
         print("memory banks: reusing " + ", ".join(f"{name} {tuple(bank.shape)}" for name, bank in banks.items()),
               flush=True)
+    provenance = None
     if to_build:
         train_videos = list_videos(run.context.settings, run.context.data_root, "train", method.consecutive)
         extract_split_features(train_videos, "train", run, backbone)
         built = fitted_model(run, train_videos, fields, to_build, device)
         built.save_bank_files(work, fields)
         banks.update(built.banks)
-    return VideoPatchCore(method, specs, {spec.name: banks[spec.name] for spec in specs}), bool(to_build)
+        provenance = built.provenance
+    return (VideoPatchCore(method, specs, {spec.name: banks[spec.name] for spec in specs}, provenance=provenance),
+            bool(to_build))
 
 
 def calibration_path(run):
@@ -268,4 +275,13 @@ def _run_memorization(run, work):
                  fused=fused_per_video(scores, run.fixed))
     print(format_results(results, metadata, stream_titles(model.specs)), flush=True)
     print(f"scores and results: {out}", flush=True)
+    if run.report:
+        from Memorization.stage_report import write_stage_reports
+
+        streams = streams_of(model.specs)
+        reports = write_stage_reports(model, scores, scored.objects, test_videos, labels,
+                                      lambda video: read_video_features(run, "test", video.name, fields, streams),
+                                      lambda video: work.object_batches("test", video.name), out / "reports",
+                                      device, model_file if model_file.is_file() else None)
+        print(f"reports: {len(reports)} in {out / 'reports'}", flush=True)
     return results

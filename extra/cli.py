@@ -1,5 +1,7 @@
 """Command-line pieces both stages share: boolean flags, dataset and path options."""
 import argparse
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,17 +135,35 @@ def footage_parser(method, description, suffix):
     parser.add_argument("inputs", nargs="+", help="normal footage: video files, frame folders, or folders of them")
     parser.add_argument("--out", required=True, help=f"the model file to write (.{suffix})")
     parser.add_argument("--work_dir", default=None,
-                        help="intermediate files (default: $VPC_WORK_DIR, then extra/config.py), under footage/<model>")
+                        help="intermediate files (default: $VPC_WORK_DIR, then extra/config.py), under footage/, in a "
+                             "folder of the inputs' own: a rerun on the same footage reuses them")
     return parser
 
 
-def footage_work_dir(args):
-    """The own-footage run's folder, <work_dir>/footage/<model>/, once its --hold_out is checked: the alarm
-    threshold is calibrated on footage held out of training."""
+def footage_folder(work_dir, videos, settings=None):
+    """The intermediate files' folder of an own-footage run, <work_dir>/footage/<first video>_<key>/, keyed by
+    the inputs themselves (each video's resolved path, size and modification time; for a frame folder, its
+    frame count and last frame's) and by ``settings`` (a JSON-able dict of what those files depend on), not
+    by the model's name: fitting the same footage again under another --out reuses them, and changed
+    footage or settings get a folder of their own rather than stopping at files made otherwise."""
+    digest = hashlib.sha256(json.dumps(settings or {}, sort_keys=True).encode())
+    for video in videos:
+        path = Path(video.source).resolve()
+        stat = (path if video.is_file else video.frame_paths[-1]).stat()
+        digest.update(f"{path}|{len(video.frame_paths or ())}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return resolve_path(work_dir, "VPC_WORK_DIR", config.work_dir) / "footage" / f"{videos[0].name}_{digest.hexdigest()[:12]}"
+
+
+def footage_inputs(args):
+    """(the normal videos of a training-based method's fit.py, their folder: ``footage_folder``), once its
+    --hold_out is checked: the alarm threshold is calibrated on footage held out of training."""
     if args.hold_out < 1:
         raise VPCError("--hold_out must be at least 1: the alarm threshold is calibrated on normal footage held out "
                        "of training")
-    return resolve_path(args.work_dir, "VPC_WORK_DIR", config.work_dir) / "footage" / Path(args.out).stem
+    from extra.sources import footage_videos
+
+    videos = footage_videos(args.inputs)
+    return videos, footage_folder(args.work_dir, videos)
 
 
 def resolve_path(flag_value, env_name, default):

@@ -5,6 +5,7 @@ ground truth when given. A method's scorer has ``streams`` (its raw score column
 """
 import csv
 import json
+import os
 import time
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ import cv2
 import numpy as np
 
 from extra.errors import VPCError
-from extra.io import atomic_path, make_folder
+from extra.io import atomic_path, make_folder, partial_path
 from extra.progress import Ticker
 
 
@@ -25,6 +26,10 @@ class ClipResult:
     boxes: list                      # the clip's objects' boxes (none for a frame-level method)
     object_scores: np.ndarray        # each object's calibrated local score
     seconds: float                   # from reading the clip's last frame to its result (detection included)
+    threshold: float = None          # the alarm threshold ``fused`` is compared with
+    object_fused: np.ndarray = None  # per object, the clip's fused score were it the clip's worst object
+    features: object = None          # the clip's VideoFeatures, for explaining it
+    key_frame: int = 0               # the frame of the clip (0-based within it) its boxes were detected on
 
 
 def csv_columns(banks):
@@ -51,9 +56,10 @@ def alarm_intervals(frames, timestamps, alarms, fused):
 
 class ScoreWriter:
     """The per-frame CSV, written and flushed clip by clip (a run that stops leaves whole rows), the
-    alarm intervals as JSON at the end, and optionally an annotated MP4; a score column per bank of ``banks``."""
+    alarm intervals as JSON at the end, and optionally an annotated MP4 (extra.annotate; the source's
+    ``n_frames``, None for a live one, fixes its timeline); a score column per bank of ``banks``."""
 
-    def __init__(self, out_dir, name, fps, banks, video_out=False):
+    def __init__(self, out_dir, name, fps, banks, video_out=False, n_frames=None):
         make_folder(out_dir)
         self.banks = tuple(banks)
         self.csv_path, self.json_path = out_dir / f"{name}.csv", out_dir / f"{name}_alarms.json"
@@ -62,8 +68,9 @@ class ScoreWriter:
         self.rows = csv.writer(self.file)
         self.rows.writerow(csv_columns(self.banks))
         self.fps, self.frames, self.stamps, self.fused, self.alarms = fps, [], [], [], []
-        self.video, self.top = None, 1e-9          # the MP4 writer; the highest fused score so far
+        self.video, self.n_frames = None, n_frames  # the MP4 writer, opened on the first frame (its size)
         self.next_row = 0                          # the frame the next CSV row is for: one row per input frame
+        self.threshold, self.report = None, None   # the results' alarm threshold; a ReportCollector (--report)
 
     def unscored(self, stop):
         """Rows for the frames before ``stop`` that no full clip or window covers: empty scores, alarm 0."""
@@ -83,44 +90,50 @@ class ScoreWriter:
             self.stamps.append(clip.timestamps[t])
             self.fused.append(float(result.fused[t]))
             self.alarms.append(bool(result.alarms[t]))
-            self.top = max(self.top, self.fused[-1])
             if self.video_path is not None:
                 self._draw(frame, result, t)
+        self.threshold = None if result.threshold is None else float(result.threshold)
+        if self.report is not None:
+            self.report.add(result)
         self.file.flush()
 
     def _draw(self, frame, result, t):
-        """The frame, each object's box in the colour of its score (green low, red high), and a strip
-        of the fused score so far under it, red while alarmed."""
-        height, width = frame.shape[:2]
-        strip = 40
+        """Frame ``t`` of the result's clip annotated (extra.annotate): the clip's boxes where the method
+        took them (solid on its key frame, ``result.key_frame``; dashed on the others) coloured against the threshold,
+        the alarm marker, and the timeline under it. The MP4 is written under a temporary name and
+        renamed when closed, so a run killed midway leaves no unreadable file under its name."""
+        from extra.annotate import LIVE_WINDOW_SECONDS, annotate_frame, draw_timeline, timeline_window
+
+        index = result.clip.first_frame + t
+        image = annotate_frame(frame, result.boxes, result.object_fused, result.threshold, t == result.key_frame,
+                               bool(result.alarms[t]))
+        window = None if self.n_frames is not None else max(1, round(LIVE_WINDOW_SECONDS * self.fps))
+        first, scores, alarms = timeline_window(self.frames, self.fused, self.alarms, index, self.n_frames, window)
+        strip = draw_timeline(image.shape[1], first, scores, alarms, index, result.clip.timestamps[t],
+                              result.threshold, self.n_frames, LIVE_WINDOW_SECONDS, result.object_fused is not None)
+        canvas = np.vstack([image, strip])
         if self.video is None:
-            self.video = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
-                                         (width, height + strip))
-        canvas = np.zeros((height + strip, width, 3), np.uint8)
-        canvas[:height] = frame
-        top = self.top
-        for box, score in zip(result.boxes, result.object_scores):
-            level = float(np.clip(score / top, 0, 1))
-            colour = (0, int(255 * (1 - level)), int(255 * level))
-            cv2.rectangle(canvas, (int(box[0]), int(box[1])), (int(box[2]) - 1, int(box[3]) - 1), colour, 2)
-        history = self.fused[-width:]
-        for x, (value, alarm) in enumerate(zip(history, self.alarms[-width:])):
-            y = height + strip - 1 - int((strip - 2) * min(max(value / top, 0.0), 1.0))
-            cv2.line(canvas, (x, height + strip - 1), (x, y), (0, 0, 255) if alarm else (200, 200, 200), 1)
-        if result.alarms[t]:
-            cv2.rectangle(canvas, (0, 0), (width - 1, height - 1), (0, 0, 255), 4)
+            video = cv2.VideoWriter(str(partial_path(self.video_path)), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+                                    canvas.shape[1::-1])
+            if not video.isOpened():
+                raise VPCError(f"cannot write the annotated video {self.video_path}: this OpenCV has no mp4v encoder "
+                               f"or the folder is not writable")
+            self.video = video
         self.video.write(canvas)
 
     def close(self, n_frames=0, failure=None):
         """Finish the files: rows for the last frames of no clip (up to ``n_frames`` read), the alarm
-        intervals as JSON, saying the frame base and, when the source failed (``failure``), that it did."""
+        intervals as JSON with the threshold (None: the method has none), saying the frame base and, when
+        the source failed (``failure``), that it did."""
         self.unscored(n_frames)
         self.file.close()
         if self.video is not None:
             self.video.release()
+            os.replace(partial_path(self.video_path), self.video_path)
         intervals = alarm_intervals(self.frames, self.stamps, self.alarms, np.asarray(self.fused))
         with atomic_path(self.json_path) as tmp:
-            tmp.write_text(json.dumps({"alarm_intervals": intervals, "frames_scored": len(self.frames),
+            tmp.write_text(json.dumps({"alarm_intervals": intervals, "threshold": self.threshold,
+                                       "frames_scored": len(self.frames),
                                        "frames": max(n_frames, self.next_row), "frame_base": 0,
                                        **({"failed": failure} if failure else {})}, indent=1))
         return intervals
@@ -150,14 +163,24 @@ class SourceSummary:
                 f"{rate:.1f} frames/s{latency}{auroc}{note}")
 
 
-def score_source(scorer, reader, out_dir, video_out=False, labels=None):
-    """Score one source into ``out_dir`` (CSV, alarm intervals, optional MP4); returns a SourceSummary.
+def score_source(scorer, reader, out_dir, video_out=False, labels=None, report=None):
+    """Score one source into ``out_dir`` (CSV, alarm intervals, optional MP4; with ``report``, the model
+    file's path, the HTML report too: extra.report); returns a SourceSummary.
     The CSV has one row per frame read, frames counted from 0 (empty scores where no full clip or window
     covers a frame). Whatever stops the source (its end, a stall, a damaged frame, Ctrl-C), what was
     scored is kept: whole CSV rows and the alarm intervals so far; a failure is written in the JSON."""
     from extra.evaluation.metrics import micro_auroc
 
-    writer = ScoreWriter(out_dir, reader.name, reader.fps, scorer.streams, video_out)
+    writer = ScoreWriter(out_dir, reader.name, reader.fps, scorer.streams, video_out,
+                         None if reader.video is None else reader.video.n_frames)
+    if report is not None:
+        from extra.report.collect import ReportCollector
+
+        writer.report = ReportCollector(reader.name, scorer.streams, getattr(scorer, "explain", None),
+                                        getattr(scorer, "raw", False), reader.source, report)
+    # what the calibration says of its own threshold (too little normal footage for the rate), on the report
+    support = (getattr(scorer, "calibration", None) or {}).get("support") or {}
+    cautions = [f"the alarm threshold: {support['note']}"] if support.get("note") else []
     started, latencies = time.perf_counter(), []
     ticker = Ticker(f"{reader.name}: scored", None if reader.video is None else reader.video.n_frames)
     try:
@@ -166,7 +189,9 @@ def score_source(scorer, reader, out_dir, video_out=False, labels=None):
             latencies.append(result.seconds)
             ticker.update(writer.next_row)
     except BaseException as error:     # the files say the source failed, then the error goes on
-        writer.close(reader.frames, " ".join(str(error).split())[:200] or type(error).__name__)
+        failure = " ".join(str(error).split())[:200] or type(error).__name__
+        _write_report(writer, reader, out_dir, writer.close(reader.frames, failure), None,
+                      [f"the source failed: {failure}", *cautions])
         raise
     finally:
         ticker.close()
@@ -180,7 +205,18 @@ def score_source(scorer, reader, out_dir, video_out=False, labels=None):
             raise VPCError(f"the ground truth has {len(labels)} frames, {reader.name} has at least {needed}")
         labels = np.concatenate([labels, np.zeros(max(needed - len(labels), 0), labels.dtype)])
         summary.auroc = micro_auroc(np.asarray(writer.fused), labels[writer.frames])
+    _write_report(writer, reader, out_dir, intervals, labels, [*([reader.note] if reader.note else []), *cautions])
     return summary
+
+
+def _write_report(writer, reader, out_dir, intervals, labels, notes):
+    """The HTML report of what ``writer`` saw, when it collected one (sentences ``notes`` at its top)."""
+    if writer.report is None:
+        return
+    from extra.report.html import report_path, write_report
+
+    data = writer.report.data(intervals, reader.fps, max(reader.frames, writer.next_row), labels, notes)
+    write_report(report_path(out_dir, reader.name), data)
 
 
 def ground_truth_labels(path, video=1):

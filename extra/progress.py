@@ -30,12 +30,14 @@ def progress(items, label, stream=None, note=None):
 
 
 class Ticker:
-    """Progress of a long stream of small steps (the frames of a source being scored): in a terminal a
-    line rewritten in place, in a log file a line at most every ``every`` seconds, so that a log stays
-    short; ``total`` (None for a live source) gives the share done."""
+    """Progress of a long stream of small steps (``unit``: the frames of a source being scored, the clips
+    of a video being encoded): in a terminal a line rewritten in place, in a log file a line at most
+    every ``every`` seconds, so that a log stays short; ``total`` (None for a live source) gives the
+    share done."""
 
-    def __init__(self, label, total=None, stream=None, every=10.0, clock=time.perf_counter):
+    def __init__(self, label, total=None, stream=None, every=10.0, clock=time.perf_counter, unit="frames"):
         self.label, self.total, self.stream, self.every, self.clock = label, total, stream or sys.stdout, every, clock
+        self.unit = unit
         self.started = self.last = clock()
         self.done = 0
 
@@ -43,7 +45,7 @@ class Ticker:
         seconds = self.clock() - self.started
         rate = self.done / seconds if seconds > 0 else 0.0
         share = f"/{self.total}" if self.total else ""
-        return f"{self.label}: {self.done}{share} frames ({seconds:.0f} s, {rate:.1f} frames/s)"
+        return f"{self.label}: {self.done}{share} {self.unit} ({seconds:.0f} s, {rate:.1f} {self.unit}/s)"
 
     def update(self, done):
         self.done = done

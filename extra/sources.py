@@ -65,16 +65,16 @@ class ClipReader:
         # a file or folder is checked now, before any model loads; a live source when it is opened
         self.video = None if is_live(source) else open_video(source)
         self.name = self.video.name if self.video else f"live_{str(source).replace('/', '_').replace(':', '')[-40:]}"
+        if self.video is not None and self.video.is_file:   # known before the first clip: the outputs need it
+            capture = cv2.VideoCapture(str(self.video.source))
+            self.fps = capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
+            capture.release()
 
     def __iter__(self):
         return self._live() if self.live else self._video()
 
     def _video(self):
         video = self.video
-        if video.is_file:
-            capture = cv2.VideoCapture(str(video.source))
-            self.fps = capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
-            capture.release()
         for index, frames in video.iter_clips(self.consecutive):
             first = index * self.consecutive
             self.frames = first + len(frames)
@@ -118,3 +118,11 @@ class ClipReader:
         ended = "the source ended" if paced else "the source stopped delivering frames"
         self.note = f"{ended} after {self.frames} frames" + (
             f"; the last {len(frames)}, fewer than a clip of {self.consecutive}, are not scored" if frames else "")
+
+
+def frame_of(source, index):
+    """Frame ``index`` (counted from 0, as on disk) of a video file or a folder of frames, BGR uint8."""
+    video = open_video(source)
+    if index < 0 or (not video.is_file and index >= len(video.frame_paths)):
+        raise VPCError(f"{source} has no frame {index}")
+    return video.frames_at([index])[0]

@@ -111,3 +111,17 @@ def output_differences(expected, actual, patterns=STAGE_OUTPUTS):
         if not is_features or clip_file_content(expected / name) != clip_file_content(actual / name):
             differences.append(name)
     return differences
+
+
+def synthetic_features(seed, n_clips, channels=8, consecutive=3):
+    """Features of a video (VideoFeatures): clip c holds c % 3 objects (the first none: the placeholder),
+    ``channels`` local channels (16 global), clips of ``consecutive`` frames."""
+    import torch
+
+    from Memorization.model import VideoFeatures
+
+    generator = torch.Generator().manual_seed(seed)
+    local = [torch.rand(c % 3, channels, consecutive, 28, 28, generator=generator) if c % 3 else torch.zeros(1)
+             for c in range(n_clips)]
+    glob = [torch.rand(1, 16, consecutive, generator=generator) for _ in range(n_clips)]
+    return VideoFeatures({"local": local, "global": glob})

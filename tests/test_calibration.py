@@ -8,13 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from extra.evaluation.fusion import FusionWeights, calibrated_streams, normalisation
+from extra.evaluation.fusion import FusionWeights, calibrated_streams, log_normalisation, normalised
 from extra.evaluation.harness import evaluate
 from extra.evaluation.protocol import VIDEOPATCHCORE
+from extra.evaluation.results import alarms_text, format_results
 from extra.evaluation.scores import make_video_scores
 from extra.make_demo import make_demo
 from extra.pseudo_anomalies import freeze_index, pasted, shuffled_grid, skip_index, swapped
-from Memorization.calibration.weights import calibrate
+from Memorization.calibration.heldout import held_out_ratio
+from Memorization.calibration.weights import (
+    NEUTRAL, auroc_standard_error, calibrate, choose_weights, false_alarm_support, separation,
+)
 from Memorization.run import main as run_stage
 from ObjectDetection.run import main as detection_main
 from tests.helpers import small_random_checkpoint
@@ -99,28 +103,136 @@ def calibration_case():
     return make_video_scores(per_bank, labels, STREAMS, ["a", "b"]), labels
 
 
-def test_normalisation_is_min_and_99th_percentile_of_normal_frames():
+def test_log_normalisation_is_median_and_90th_percentile_of_normal_logs():
     scores, labels = calibration_case()
-    scales = normalisation(scores, labels)
-    normal_spatial = [1.0, 2.0, 1.0, 3.0, 2.0, 1.0, 2.0, 1.0]
-    assert scales["spatial"] == {"low": 1.0, "high": pytest.approx(np.percentile(normal_spatial, 99))}
-    assert scales["temporal"] == {"low": 4.0, "high": pytest.approx(np.percentile([5, 4, 5, 5, 4, 5, 4, 4], 99))}
+    scales = log_normalisation(scores, labels)
+    # the normal spatial frames 1 2 1 3 2 1 2 1, offset by the smallest positive one, 1
+    logs = np.log(np.array([1.0, 2.0, 1.0, 3.0, 2.0, 1.0, 2.0, 1.0]) + 1.0)
+    assert scales["spatial"] == {"low": pytest.approx(np.median(logs)), "high": pytest.approx(np.percentile(logs, 90)),
+                                 "offset": 1.0, "log": True}
+    # temporal: four 4s and four 5s, offset by 4: the median halfway between log 8 and log 9, the 90th percentile log 9
+    assert scales["temporal"]["offset"] == 4.0
+    assert scales["temporal"]["low"] == pytest.approx((np.log(8) + np.log(9)) / 2)
+    assert scales["temporal"]["high"] == pytest.approx(np.log(9))
+    # the median maps to 0, the 90th percentile to 1
+    spatial = scales["spatial"]
+    assert normalised(np.exp(spatial["low"]) - 1.0, spatial) == pytest.approx(0.0)
+    assert normalised(np.exp(spatial["high"]) - 1.0, spatial) == pytest.approx(1.0)
+
+
+def test_log_normalisation_keeps_every_rank_and_maps_zero_scores():
+    labels = [np.zeros(5, np.int64)]
+    scores = make_video_scores({b: [np.array([0.0, 0.0, 2.0, 4.0, 14.0])] for b in STREAMS}, labels, STREAMS)
+    scale = log_normalisation(scores, labels)["spatial"]
+    assert scale["offset"] == 2.0                                    # clips without objects score 0
+    logs = np.log([2.0, 2.0, 4.0, 6.0, 16.0])
+    assert scale["low"] == pytest.approx(np.log(4.0)) and scale["high"] == pytest.approx(np.percentile(logs, 90))
+    spread = scale["high"] - np.log(4.0)
+    np.testing.assert_allclose(normalised([0.0, 2.0, 14.0], scale), [-np.log(2.0) / spread, 0.0, np.log(4.0) / spread])
+    # strictly increasing, below the smallest normal score too: no two scores tie
+    tiny = normalised([0.0, 1e-6, 1e-3, 0.5], scale)
+    assert (np.diff(tiny) > 0).all()
+    # a bank whose normal frames all score 0 (no objects anywhere) gets a unit scale, not a division by 0
+    zero = make_video_scores({b: [np.zeros(5)] for b in STREAMS}, labels, STREAMS)
+    assert log_normalisation(zero, labels)["spatial"] == {"low": 0.0, "high": 1.0, "offset": 1.0, "log": True}
+
+
+def test_a_linear_scale_is_read_as_before():
+    # calibrations saved before the log scale (and MNAD's, the dual-memory model's) have no "log"
+    np.testing.assert_allclose(normalised([1.0, 3.0, 5.0], {"low": 1.0, "high": 5.0}), [0.0, 0.5, 1.0])
 
 
 def test_weights_threshold_and_streams():
     scores, labels = calibration_case()
     calibration = calibrate(scores, labels, false_alarm_rate=0.25, details={"recipes": ["toy"]})
-    # spatial alone separates perfectly: a1 = 1.0 comes first on the grid; the total keeps the
-    # first best b1 (1.0) and sigma 0
+    # spatial alone separates perfectly (AUROC 1, standard error 0): the grid's best, a1 = 1.0 first on
+    # the grid, then the first best b1 (1.0) and sigma 0, replaces the neutral prior
     assert calibration["weights"] == FusionWeights(1.0, 0.0, 1.0, 0.0, 0).__dict__
+    assert calibration["weights_choice"]["kept"] == "grid_best" and calibration["weights_choice"]["margin"] == 0.0
     assert calibration["separation_auroc"] == 1.0 and calibration["recipes"] == ["toy"]
     streams = calibrated_streams(scores, calibration)
     scale = calibration["normalisation"]["spatial"]
-    expected = (np.concatenate(scores.banks["spatial"]) - scale["low"]) / (scale["high"] - scale["low"])
+    expected = (np.log(np.concatenate(scores.banks["spatial"]) + 1.0) - scale["low"]) / (scale["high"] - scale["low"])
     np.testing.assert_allclose(streams["total"], expected)
     normal = streams["total"][np.concatenate(labels) == 0]
     assert calibration["threshold"] == pytest.approx(np.quantile(normal, 0.75))
+    assert calibration["clip_threshold"] == calibration["threshold"]        # sigma 0: nothing to unsmooth
+    # 8 normal frames (one unit each by default) at 25 %: 2 expected above the threshold, fewer than 5
+    assert calibration["support"] == {"normal_clips": 8, "clips_above_threshold": 2.0, "supported": False,
+                                      "note": calibration["support"]["note"]}
     json.dumps(calibration)                                           # plain JSON, for the model file
+
+
+def test_auroc_standard_error_by_hand():
+    # Hanley and McNeil: A 0.75, 4 anomalous and 8 normal: Q1 = 0.6, Q2 = 9/14,
+    # var = (0.1875 + 3 (0.6 - 0.5625) + 7 (9/14 - 0.5625)) / 32 = 0.8625 / 32
+    assert auroc_standard_error(0.75, 4, 8) == pytest.approx(np.sqrt(0.8625 / 32))
+    assert auroc_standard_error(1.0, 4, 8) == 0.0
+    assert auroc_standard_error(0.75, 400, 800) < auroc_standard_error(0.75, 4, 8) / 9
+
+
+def steering_case():
+    """Spatial separates the pseudo-anomalies imperfectly (AUROC 25 / 32 alone); temporal and high-level
+    rank them mostly backwards, so the neutral prior separates worse (below 0.5)."""
+    labels = [np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0])]
+    spatial = np.array([1.0, 2.0, 1.5, 1.2, 3.0, 2.2, 1.1, 1.3, 2.7, 2.9, 1.4, 1.0, 2.6, 1.3, 1.2, 1.6])
+    backwards = np.array([3.0, 3.0, 3.0, 3.0, 1.0, 1.0, 3.0, 2.0, 2.0, 2.0, 3.0, 3.0, 1.5, 1.2, 3.0, 2.0])
+    per_bank = {"spatial": [spatial], "temporal": [backwards], "highlevel": [backwards]}
+    return make_video_scores(per_bank, labels, STREAMS), labels
+
+
+def test_the_prior_is_kept_unless_the_grid_beats_it_by_two_standard_errors():
+    scores, labels = steering_case()
+    scales = log_normalisation(scores, labels)
+    # the frames of one anomalous and one normal clip: the grid's best is within the noise, the prior is kept
+    few, few_choice = choose_weights(scores, labels, scales, NEUTRAL, (1, 1), [None])
+    assert few == NEUTRAL and few_choice["kept"] == "prior"
+    assert few_choice["grid_best_auroc"] == 25 / 32 and few_choice["prior_auroc"] < 0.5
+    assert few_choice["margin"] == pytest.approx(2 * np.sqrt(25 / 32 * 7 / 32))      # Hanley-McNeil, n = 1 + 1
+    # the same frames from many clips: the difference is beyond the noise, the grid's best is taken
+    many, many_choice = choose_weights(scores, labels, scales, NEUTRAL, (400, 1200), [None])
+    assert many_choice["kept"] == "grid_best" and many == FusionWeights(**many_choice["grid_best"])
+    assert many == FusionWeights(1.0, 0.0, 1.0, 0.0, 0)           # spatial alone, as the scores were made
+    assert many_choice["margin"] == pytest.approx(2 * auroc_standard_error(25 / 32, 400, 1200))
+
+
+def test_the_prior_is_kept_when_the_grid_best_misses_one_kind_of_pseudo_anomaly():
+    y = np.array([0, 0, 0, 1, 1, 0, 0, 0])
+    per_bank = {"spatial": [np.array([2.2, 3.2, 1.8, 1.2, 3.9, 2.7, 2.9, 2.7]),
+                            np.array([2.4, 1.4, 1.9, 3.2, 3.7, 3.7, 3.8, 1.1])],
+                "temporal": [np.array([3.2, 3.0, 2.9, 2.9, 1.4, 2.9, 3.4, 1.0]),
+                             np.array([3.8, 1.4, 2.1, 2.7, 2.8, 2.6, 2.2, 3.6])],
+                "highlevel": [np.array([2.2, 3.6, 2.0, 2.9, 3.5, 1.4, 1.5, 3.2]),
+                              np.array([1.4, 1.1, 1.6, 2.2, 3.1, 3.1, 1.6, 1.7])]}
+    labels = [y, y]
+    scores = make_video_scores(per_bank, labels, STREAMS)
+    scales = log_normalisation(scores, labels)
+    # one kind: the grid's best (27 / 32, beyond the prior's by more than the margin) is taken
+    same, same_choice = choose_weights(scores, labels, scales, NEUTRAL, (400, 1200), ["a", "a"])
+    assert same_choice["kept"] == "grid_best" and same_choice["grid_best_auroc"] == 27 / 32
+    assert 27 / 32 - same_choice["prior_auroc"] > same_choice["margin"]
+    assert same == FusionWeights(**same_choice["grid_best"])
+    # the second sequence another kind, on which the grid's best ranks worse than the prior: the prior is kept
+    kept, choice = choose_weights(scores, labels, scales, NEUTRAL, (400, 1200), ["a", "b"])
+    assert kept == NEUTRAL and choice["kept"] == "prior" and choice["grid_best_worse_on"] == ["b"]
+    _, best_kinds = separation(scores, labels, scales, same, ["a", "b"])
+    _, prior_kinds = separation(scores, labels, scales, NEUTRAL, ["a", "b"])
+    assert best_kinds["b"] < prior_kinds["b"] and best_kinds["a"] >= prior_kinds["a"]
+
+
+def test_false_alarm_support_says_when_the_footage_is_too_short():
+    short = false_alarm_support(88, 0.01)
+    assert not short["supported"] and short["clips_above_threshold"] == pytest.approx(0.88)
+    assert short["note"] == ("the held-out normal footage gives 88 clips, so a false-alarm rate of 1% rests on 0.88 "
+                             "of them: it cannot be set reliably; give about 500 clips of normal footage or a higher "
+                             "--false_alarm_rate")
+    assert false_alarm_support(500, 0.01) == {"normal_clips": 500, "clips_above_threshold": 5.0, "supported": True}
+
+
+def test_held_out_banks_keep_the_model_bank_size():
+    assert held_out_ratio(0.25, 4) == pytest.approx(1 / 3)       # 3 videos at 1/3 = 4 videos at 1/4
+    assert held_out_ratio(0.01, 2) == pytest.approx(0.02)
+    assert held_out_ratio(0.6, 2) == 1.0                         # capped: all rows
 
 
 def test_label_free_column_uses_the_calibration_only():
@@ -129,8 +241,46 @@ def test_label_free_column_uses_the_calibration_only():
     results = evaluate(scores, VIDEOPATCHCORE, FusionWeights.chosen(0.5, 0.5, 0), calibration)
     free = results["label_free"]
     assert free["streams"]["total"]["micro"] == 1.0 and free["calibration"] == calibration
-    # normal spatial frames 1 1 1 1 2 2 2 3: the 75 % quantile is 2, and only the 3 lies above it
+    # normal spatial frames 1 1 1 1 2 2 2 3: the 75 % quantile is 2's, and only the 3 lies above it
     assert free["alarms"] == {"false_alarm_rate": 1 / 8, "detection_rate": 1.0}
+    assert free["measured_false_alarm_rate"] == 1 / 8 and free["target_false_alarm_rate"] == 0.25
+    assert "clip_alarms" not in free                              # sigma 0: live alarms are the same
+
+
+def test_the_report_says_which_weights_the_calibration_kept_and_why():
+    scores, labels = calibration_case()
+    calibration = calibrate(scores, labels, 0.25)
+    results = evaluate(scores, VIDEOPATCHCORE, FusionWeights.chosen(0.5, 0.5, 0), calibration)
+    choice = calibration["weights_choice"]
+    text = format_results(results)
+    assert (f"- label-free: weights a1=1.0, a2=0.0, b1=1.0, b2=0.0, sigma=0 (the pseudo-anomalies' best: "
+            f"pseudo-anomaly AUROC 1.000 at the grid's best, {choice['prior_auroc']:.3f} at the prior, margin "
+            f"0.000), per-bank normalisation") in text
+    calibration["weights_choice"] = {**choice, "kept": "prior", "grid_best_worse_on": ["skip", "swap"]}
+    text = format_results(evaluate(scores, VIDEOPATCHCORE, FusionWeights.chosen(0.5, 0.5, 0), calibration))
+    assert (f"(the neutral prior kept: pseudo-anomaly AUROC 1.000 at the grid's best, "
+            f"{choice['prior_auroc']:.3f} at the prior, margin 0.000; the grid's best is worse on skip, swap)") in text
+
+
+def test_smoothed_label_free_alarms_are_measured_clip_by_clip_too():
+    scores, labels = calibration_case()
+    calibration = calibrate(scores, labels, 0.25)
+    calibration["weights"]["sigma"] = 1
+    streams = calibrated_streams(scores, calibration)
+    calibration["threshold"] = float(np.quantile(streams["total"][np.concatenate(labels) == 0], 0.75))
+    free = evaluate(scores, VIDEOPATCHCORE, FusionWeights.chosen(0.5, 0.5, 0), calibration)["label_free"]
+    y = np.concatenate(labels)
+    smoothed = streams["total"] > calibration["threshold"]
+    assert free["measured_false_alarm_rate"] == pytest.approx(smoothed[y == 0].mean())
+    # unsmoothed against the clip threshold: as in the sigma-0 case above, 1 of 8 normal frames
+    assert free["clip_alarms"] == {"false_alarm_rate": 1 / 8, "detection_rate": 1.0}
+    text = alarms_text(free)
+    assert text.startswith(f"Label-free alarms (total > {calibration['threshold']:.4g}, set for 25% false alarms on "
+                           f"normal held-out training frames): {100 * smoothed[y == 0].mean():.2f}% of normal test "
+                           f"frames (")
+    assert ("Clip by clip (unsmoothed, as live scoring alarms): 12.50% of normal, 100.00% of anomalous test "
+            "frames.") in text
+    assert text.endswith(f"Note: {calibration['support']['note']}.")
 
 
 # --- the stage: label-free numbers never read the test labels ---------------------------------------
@@ -203,3 +353,11 @@ def test_sequences_without_normal_frames_are_refused_in_one_line():
     scores = make_video_scores({b: [np.arange(4.0)] for b in STREAMS}, labels, STREAMS)
     with pytest.raises(VPCError, match="needs training videos of at least two clips"):
         calibrate(scores, labels)
+
+
+def test_an_objects_fused_score_is_b1_its_local_plus_b2_the_clips_global():
+    from extra.evaluation.fusion import objects_fused
+
+    calibration = {"weights": {"a1": 0.5, "a2": 0.5, "b1": 0.7, "b2": 0.3, "sigma": 0}}
+    np.testing.assert_allclose(objects_fused([1.0, 2.0], 0.5, calibration), [0.85, 1.55])
+    assert objects_fused([], 0.5, calibration).shape == (0,)

@@ -90,3 +90,24 @@ def test_run_main_turns_a_stray_os_error_into_one_line(capsys):
     assert run_main(main) == 2
     assert capsys.readouterr().err == ("error: No space left on device (/work/scores/cam.csv); finished files are "
                                        "kept, a rerun resumes\n")
+
+
+def test_footage_folder_is_keyed_by_the_inputs_and_settings_not_the_model_name(tmp_path):
+    import os
+
+    from extra.cli import footage_folder
+    from extra.sources import footage_videos
+
+    for name in ("cam_a", "cam_b"):
+        (tmp_path / "in" / name).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "in" / name / f"{i}.jpg").write_bytes(b"x" * (i + 1))
+    videos = footage_videos([tmp_path / "in"])
+    folder = footage_folder(tmp_path / "work", videos, {"detector": "motion"})
+    assert folder.parent == (tmp_path / "work" / "footage").resolve() and folder.name.startswith("cam_a_")
+    assert footage_folder(tmp_path / "work", footage_videos([tmp_path / "in"]), {"detector": "motion"}) == folder
+    assert footage_folder(tmp_path / "work", videos, {"detector": "hog"}) != folder
+    assert footage_folder(tmp_path / "work", videos[:1], {"detector": "motion"}) != folder
+    last = tmp_path / "in" / "cam_b" / "2.jpg"
+    os.utime(last, ns=(1, 1))          # footage changed on disk: a folder of its own
+    assert footage_folder(tmp_path / "work", footage_videos([tmp_path / "in"]), {"detector": "motion"}) != folder

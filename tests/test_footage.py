@@ -78,16 +78,21 @@ def test_fit_on_mp4_files_with_any_names(fitted):
     root, model, _, _, printed = fitted
     assert [v.name for v in footage_videos([root / "normal"])] == list(NAMES)
     assert f"model: {model} (3 normal videos" in printed and "alarm threshold" in printed
-    assert (root / "work" / "footage" / "camera" / "objects" / "avenue" / "train" / "zz_2_object_batches.h5").is_file()
+    folder, = (root / "work" / "footage").iterdir()          # one folder, named by the first video, keyed by the inputs
+    batches = folder / "objects" / "avenue" / "train" / "zz_2_object_batches.h5"
+    assert folder.name.startswith(f"{NAMES[0]}_") and batches.is_file()
+    made = batches.stat().st_mtime_ns
     from Memorization.model import VideoPatchCore
 
     loaded = VideoPatchCore.load(model)
     assert loaded.calibration["held_out"] == list(NAMES) and loaded.calibration["clip_threshold"] > 0
-    # a rerun reuses every intermediate file and writes the same model
+    # a rerun under another model name reuses every intermediate file and writes the same model
     again = command("fit.py", root / "normal", "--out", root / "again.vpc", "--detector", "motion", "--preset", "avenue",
                     f"--consecutive={D}", f"--clip_weights={root / 'small.pt'}", f"--work_dir={root / 'work'}")
     assert again.returncode == 0, again.stderr
     assert "objects: 3/3 done" in again.stdout
+    assert [p.name for p in (root / "work" / "footage").iterdir()] == [folder.name]
+    assert batches.stat().st_mtime_ns == made
     reloaded = VideoPatchCore.load(root / "again.vpc")
     assert all((reloaded.banks[b] == loaded.banks[b]).all() for b in loaded.banks)
 
@@ -109,20 +114,22 @@ def test_score_an_unlabelled_video(fitted, tmp_path):
     expected = alarm_intervals(list(range(40)), [i / 25 for i in range(40)], alarms,
                                np.array([float(r[5]) for r in rows]))      # the CSV keeps 6 digits
     assert intervals["alarm_intervals"] == [{**e, "peak": pytest.approx(e["peak"], rel=1e-5)} for e in expected]
-    # the bank columns are calibrated: 0 the bottom and 1 the top of the normal range; --raw_scores the distances
+    # the bank columns are calibrated: 0 the median and 1 the 90th percentile of the normal range; --raw_scores the distances
     raw = command("score.py", model, test, "--out_dir", tmp_path / "raw", "--raw_scores")
     assert raw.returncode == 0, raw.stderr
+    from extra.evaluation.fusion import normalised
     from Memorization.model import VideoPatchCore
 
     scales = VideoPatchCore.load(model).calibration["normalisation"]
     _, raw_rows = read_csv(tmp_path / "raw" / "street.csv")
     for column, bank in enumerate(("spatial", "temporal", "highlevel"), start=2):
         distances = np.array([float(r[column]) for r in raw_rows])
-        expected = (distances - scales[bank]["low"]) / (scales[bank]["high"] - scales[bank]["low"])
+        expected = normalised(distances, scales[bank])          # the calibration's (log) scale
         np.testing.assert_allclose([float(r[column]) for r in rows], expected, rtol=1e-4, atol=1e-5)
     assert [r[5:] for r in raw_rows] == [r[5:] for r in rows]          # the fused score and alarms the same
     capture = cv2.VideoCapture(str(tmp_path / "street.mp4"))
-    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 40 and capture.get(cv2.CAP_PROP_FRAME_HEIGHT) == 96 + 40
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 40 and capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 4 * 160
+    assert capture.get(cv2.CAP_PROP_FRAME_HEIGHT) == 4 * 96 + 112         # enlarged to 640 wide, the timeline under
     assert "street: 40 frames scored" in result.stdout and "ms mean" in result.stdout
     # with the ground truth: the AUROC too
     np.save(tmp_path / "labels.npy", labels)
@@ -216,6 +223,13 @@ def test_clip_reader_names_and_notes(tmp_path):
     assert reader.name == "cam 3" and [c.first_frame for c in clips] == [0, 4]
     assert clips[1].timestamps == [4 / 25, 5 / 25, 6 / 25, 7 / 25]
     assert reader.note == "the last 1 frames, fewer than a clip of 4, are not scored"
+    # a file's own frame rate is known before its first clip: the outputs' timestamps and MP4 need it
+    writer = cv2.VideoWriter(str(tmp_path / "slow.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (8, 8))
+    for i in range(9):
+        writer.write(np.full((8, 8, 3), i, np.uint8))
+    writer.release()
+    slow = ClipReader(tmp_path / "slow.mp4", 4)
+    assert slow.fps == 10 and list(slow)[1].timestamps == [0.4, 0.5, 0.6, 0.7]
 
 
 def test_clip_weights_are_found_by_their_hash(fitted, tmp_path):

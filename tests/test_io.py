@@ -62,3 +62,16 @@ def test_a_ticker_writes_a_log_line_at_most_every_so_often():
     lines = log.getvalue().splitlines()
     assert len(lines) == 5 and lines[0] == "clip.mp4: scored: 20/100 frames (10 s, 2.0 frames/s)"
     assert lines[-1] == "clip.mp4: scored: 100/100 frames (50 s, 2.0 frames/s)"
+
+
+def test_a_ticker_counts_in_its_unit():
+    import io
+
+    from extra.progress import Ticker
+
+    now = [0.0]
+    log = io.StringIO()
+    ticker = Ticker("train 01: local features", 8, stream=log, every=1.0, clock=lambda: now[0], unit="clips")
+    now[0] = 2.0
+    ticker.update(4)
+    assert log.getvalue() == "train 01: local features: 4/8 clips (2 s, 2.0 clips/s)\n"

@@ -19,10 +19,10 @@ from extra.evaluation.scores import make_video_scores
 from extra.make_demo import make_demo
 from Memorization.banks.specs import PUBLISHED, BankSpec
 from Memorization.footage.clips import video_features
-from Memorization.model import MODEL_VERSION, VideoFeatures, VideoPatchCore
+from Memorization.model import MODEL_VERSION, VideoPatchCore
 from Memorization.options import MethodConfig
 from Memorization.paper import plots
-from tests.helpers import small_random_checkpoint
+from tests.helpers import small_random_checkpoint, synthetic_features
 
 REPO = Path(__file__).resolve().parent.parent
 D = 3
@@ -43,12 +43,7 @@ CALIBRATION = {"weights": {"a1": 0.5, "a2": 0.5, "b1": 0.7, "b2": 0.3, "sigma": 
 
 
 def synthetic_video(seed, n_clips=4):
-    """Features of a video: clip c holds c % 3 objects (the first none: the placeholder)."""
-    generator = torch.Generator().manual_seed(seed)
-    local = [torch.rand(c % 3, C, D, 28, 28, generator=generator) if c % 3 else torch.zeros(1)
-             for c in range(n_clips)]
-    glob = [torch.rand(1, 16, D, generator=generator) for _ in range(n_clips)]
-    return VideoFeatures({"local": local, "global": glob})
+    return synthetic_features(seed, n_clips, C, D)
 
 
 def test_a_fourth_bank_through_its_spec_alone():

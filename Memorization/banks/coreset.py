@@ -110,17 +110,23 @@ def greedy_coreset_indices(features, n_select, random_projection=False, eps=0.9,
     return chosen.cpu()
 
 
+def coreset_rows(features, ratio, random_projection=False, eps=0.9, seed=0, device=None):
+    """Indices of the rows of ``features`` that ``subsample`` keeps (CPU LongTensor, in its order)."""
+    if ratio >= 1:
+        return torch.arange(coreset_size(ratio, features.shape[0]))
+    points = features.to(device or default_device())
+    return greedy_coreset_indices(points, coreset_size(ratio, features.shape[0]), random_projection, eps, seed)
+
+
 def subsample(features, ratio, random_projection=False, eps=0.9, seed=0, device=None):
     """Coreset rows of ``features`` for ``ratio`` (all rows, unchanged, when ratio >= 1).
 
     The greedy search runs on ``device`` (default: CUDA when available); the rows returned stay
     where ``features`` is.
     """
-    n_select = coreset_size(ratio, features.shape[0])
     if ratio >= 1:
         return features
-    points = features.to(device or default_device())
-    return features[greedy_coreset_indices(points, n_select, random_projection, eps, seed)]
+    return features[coreset_rows(features, ratio, random_projection, eps, seed, device)]
 
 
 @dataclass(frozen=True)
@@ -134,8 +140,10 @@ class Coreset:
     seed: int = 0
 
 
-def build_memory_bank(per_video_patches, coreset, device=None, progress=True):
-    """Memory bank (M, D) from the patch sets of the training videos, in video order.
+def build_memory_bank(per_video_patches, coreset, device=None, progress=True, with_rows=False):
+    """Memory bank (M, D) from the patch sets of the training videos, in video order; ``with_rows``:
+    (the bank, (M, 2) CPU long: per bank row, the number of its video in ``per_video_patches`` and
+    the row of that video's patches it is).
 
     "subsample_then_concat" (published code): a coreset per video, concatenated.
     "concat_then_subsample" (slides, Table 7): one coreset of all patches together.
@@ -143,12 +151,28 @@ def build_memory_bank(per_video_patches, coreset, device=None, progress=True):
     """
     if coreset.order not in BANK_ORDERS:
         raise VPCError(f"unknown memory bank order {coreset.order!r}: use one of {', '.join(BANK_ORDERS)}")
-    non_empty = [patches for patches in per_video_patches if patches.shape[0] > 0]
-    if not non_empty:
+    numbers = [number for number, patches in enumerate(per_video_patches) if patches.shape[0] > 0]
+    if not numbers:
         raise VPCError("no training patches to memorise: check that object detection found "
                        "objects in the training videos")
+    non_empty = [per_video_patches[number] for number in numbers]
     options = dict(random_projection=coreset.random_projection, eps=coreset.eps, seed=coreset.seed, device=device)
     if coreset.order == "concat_then_subsample":
-        return subsample(torch.cat(non_empty), coreset.ratio, **options)
+        everything = torch.cat(non_empty)
+        kept = coreset_rows(everything, coreset.ratio, **options)
+        bank = everything if coreset.ratio >= 1 else everything[kept]
+        return (bank, joined_rows([len(patches) for patches in non_empty], numbers, kept)) if with_rows else bank
     videos = progress_of(non_empty, "coreset per training video") if progress else non_empty
-    return torch.cat([subsample(patches, coreset.ratio, **options) for patches in videos])
+    kept = [coreset_rows(patches, coreset.ratio, **options) for patches in videos]
+    bank = torch.cat([patches if coreset.ratio >= 1 else patches[k] for patches, k in zip(non_empty, kept)])
+    if not with_rows:
+        return bank
+    return bank, torch.cat([torch.stack([torch.full_like(k, number), k], dim=1) for number, k in zip(numbers, kept)])
+
+
+def joined_rows(sizes, numbers, kept):
+    """(video number, row in its patches) of the rows ``kept`` of the videos' patches joined, the videos
+    having ``sizes`` rows and ``numbers``."""
+    ends = torch.tensor(sizes).cumsum(0)
+    position = torch.searchsorted(ends, kept, right=True)
+    return torch.stack([torch.tensor(numbers)[position], kept - (ends - torch.tensor(sizes))[position]], dim=1)

@@ -9,10 +9,11 @@ from extra.errors import VPCError
 from Memorization.banks.specs import STREAMS, stack_items
 
 
-def item_scores(spec, items, bank, method):
-    """Score of every item, (n_items,): its farthest row's distance to the bank, to the power n."""
+def item_scores(spec, items, bank, method, return_index=False):
+    """Score of every item, (n_items,): its farthest row's distance to the bank, to the power n (with
+    ``return_index``, and the bank row nearest that row: ``object_scores``)."""
     return object_scores(spec.patches(items, method, "test"), items.shape[0], bank, method.power_n,
-                         search=method.search)
+                         search=method.search, return_index=return_index)
 
 
 def score_clips(spec, clips, bank, method, device, items_out=None):
@@ -33,22 +34,28 @@ def score_clips(spec, clips, bank, method, device, items_out=None):
     return frame_scores(torch.cat(scores), method.consecutive)
 
 
-def object_scores(patches, n_objects, bank, power, chunk_size=None, search="exact"):
+def object_scores(patches, n_objects, bank, power, chunk_size=None, search="exact", return_index=False):
     """Score of every object of a batch, (n_objects,), from one nearest-neighbour search (``search``:
-    a name of Memorization.knn.search's, the exact one by default).
+    a name of Memorization.knn.search's, the exact one by default). With ``return_index``, also per
+    object the index of the bank row nearest its farthest patch row (the first of equally far ones).
 
     ``patches`` holds the same number of rows per object, object-major (as made by
     ``patches.spatial_patches`` / ``temporal_patches``). Objects of several clips may be
     stacked in one call; ``clip_scores`` then takes the max per clip.
     """
     if n_objects == 0:
-        return patches.new_zeros(0)
+        scores = patches.new_zeros(0)
+        return (scores, scores.long()) if return_index else scores
     if patches.shape[0] % n_objects:
         raise VPCError(f"{patches.shape[0]} patch rows cannot be split evenly over {n_objects} objects")
     from Memorization.knn.search import search_nearest  # it builds on this module
 
-    distances = search_nearest(patches, bank, search, chunk_size).view(n_objects, -1)
-    return distances.amax(dim=1) ** power
+    if not return_index:
+        return search_nearest(patches, bank, search, chunk_size).view(n_objects, -1).amax(dim=1) ** power
+    distances, index = search_nearest(patches, bank, search, chunk_size, return_index=True)
+    distances = distances.view(n_objects, -1)
+    farthest = distances.argmax(dim=1, keepdim=True)        # argmax: the first of equals
+    return distances.gather(1, farthest)[:, 0] ** power, index.view(n_objects, -1).gather(1, farthest)[:, 0]
 
 
 def clip_scores(scores_of_objects, objects_per_clip):

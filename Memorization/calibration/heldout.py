@@ -2,8 +2,12 @@
 without them, with pseudo-anomalies (Memorization.calibration.recipes) spliced in; then the weights,
 normalisation and thresholds (Memorization.calibration.weights).
 
-Each held-out training video is scored by memory banks built without it: with the published order
-(a coreset per video, then concatenation) that is the concatenation of the other videos' coresets.
+Each held-out training video is scored by memory banks built without it, the size of the model's: the
+coreset ratio is raised by N / (N - 1) for N training videos (capped at all rows), so a held-out video
+meets as dense a bank as a new video meets in the model (with the model's ratio, a bank of one video
+of two is half as dense, and every held-out score, so the threshold, comes out too high). With the
+published order (a coreset per video, then concatenation) the bank is the concatenation of the other
+videos' coresets at that ratio.
 With a single training video, its two halves hold each other out (the documented fallback: a
 calibration from one video is weak, and the run says so). At most ``MAX_HELD_OUT`` videos, spread
 evenly over the split, are held out. In each held-out video one stretch of clips (a quarter of
@@ -67,16 +71,23 @@ def pieces_of(videos, read_features, work):
             for h, clips in enumerate(halves)], []
 
 
-def per_piece_coresets(spec, patches_of_pieces, method, device):
-    ratio = method.ratios[spec.name]
+def held_out_ratio(ratio, n_videos):
+    """The coreset ratio of a bank built without one of ``n_videos`` training videos (or halves) that
+    keeps the model's bank size: ``ratio`` * n / (n - 1), at most 1 (all rows)."""
+    return min(1.0, ratio * n_videos / (n_videos - 1))
+
+
+def per_piece_coresets(patches_of_pieces, ratio, method, device):
     return [subsample(p, ratio, method.random_projection, method.eps_coreset, method.seed, device)
             if p.shape[0] else p for p in patches_of_pieces]
 
 
 def held_out_banks(specs, pieces, others, method, device):
     """For each piece, {bank: the bank of every other training video} (LOO), built as the model builds
-    its banks; ``others``: the features of training videos that are never held out."""
+    its banks at the ratio that keeps the model's bank size (``held_out_ratio``); ``others``: the
+    features of training videos that are never held out."""
     banks = [dict() for _ in pieces]
+    n_videos = len(pieces) + len(others)
 
     def joined(parts, i):
         rows = [part for j, part in enumerate(parts) if j != i and part.shape[0]]
@@ -88,14 +99,15 @@ def held_out_banks(specs, pieces, others, method, device):
     for spec in specs:
         patches = [training_patches(spec, p.features.clips[spec.stream], method) for p in pieces]
         rest = [training_patches(spec, f.clips[spec.stream], method) for f in others]
+        ratio = held_out_ratio(method.ratios[spec.name], n_videos)
         if method.bank_order == "subsample_then_concat":
-            kept = per_piece_coresets(spec, patches + rest, method, device)
+            kept = per_piece_coresets(patches + rest, ratio, method, device)
             for i in range(len(pieces)):
                 banks[i][spec.name] = joined(kept, i)
         else:
             for i in range(len(pieces)):
-                banks[i][spec.name] = subsample(joined(patches + rest, i), method.ratios[spec.name],
-                                                method.random_projection, method.eps_coreset, method.seed, device)
+                banks[i][spec.name] = subsample(joined(patches + rest, i), ratio, method.random_projection,
+                                                method.eps_coreset, method.seed, device)
     return banks
 
 
@@ -138,8 +150,9 @@ def calibration_sequences(model, pieces, others, backbone, device, memo=None):
 
 def label_free_calibration(model, run, videos, backbone, read_features, memo=None):
     """The calibration of ``model`` (a dict, see Memorization.calibration) from the training videos,
-    its alarm threshold at ``run.false_alarm_rate``; ``memo``: see ``calibration_sequences``. Runs
-    where the encoder does (CUDA when present)."""
+    its alarm threshold at ``run.false_alarm_rate`` (a warning where the held-out footage is too short
+    to support that rate); ``memo``: see ``calibration_sequences``. Runs where the encoder does (CUDA
+    when present)."""
     if len(videos) == 1:
         warn("one training video: the label-free calibration holds out each half of it in turn (a weak "
              "calibration; give several normal videos for a reliable one)")
@@ -151,6 +164,14 @@ def label_free_calibration(model, run, videos, backbone, read_features, memo=Non
     device = backbone.device if backbone is not None else default_device()
     per_bank, labels, names, recipes = calibration_sequences(model, pieces, others, backbone, device, memo)
     scores = make_video_scores(per_bank, labels, model.streams, names)
+    d = model.method.consecutive
+    # Independent units are clips (their frames share a score); a piece's normal clips recur in each recipe's sequence.
+    units = (int(sum(y.sum() for y in labels)) // d,
+             sum(int((y == 0).sum()) for y in labels[::len(recipes)]) // d)
     details = {"recipes": list(recipes), "held_out": [p.name for p in pieces], "sequences": len(names),
                "seed": model.method.seed, "fallback": "halves of the only training video" if len(videos) == 1 else None}
-    return calibrate(scores, labels, run.false_alarm_rate, details)
+    calibration = calibrate(scores, labels, run.false_alarm_rate, details, units=units,
+                            kinds=[recipe for _ in pieces for recipe in recipes])
+    if not calibration["support"]["supported"]:
+        warn(calibration["support"]["note"])
+    return calibration

@@ -2,29 +2,47 @@
 calibration sequences (held-out training videos with pseudo-anomalies spliced in, made by
 Memorization.calibration.heldout), without any test label.
 
-- **per-bank normalisation** (extra.evaluation.fusion.normalisation): min and 99th percentile of
-  normal held-out frames, so a score means the same in every video and needs no test statistic;
-- **weights and smoothing**: on the published grid (sigma 0..19, weights 1.0 down to 0.0), first a1
-  on the local score, then b1 and sigma on the total, the first best kept, as the published search
-  does it on the test set;
+- **per-bank normalisation** (extra.evaluation.fusion.log_normalisation): the log of a bank's score,
+  by the median and 90th percentile of normal held-out frames, so a score means the same in every
+  video and needs no test statistic;
+- **weights and smoothing**: the prior, NEUTRAL (equal weights on the normalised banks, no
+  smoothing: the fixed column's defaults), is kept unless the pseudo-anomalies clearly say
+  otherwise: the best (a1, b1, sigma) of the published grid (a1 on the local score, then b1 and
+  sigma on the total, the first best kept, as the published search does it on the test set)
+  replaces it only when it separates the pseudo-anomalous frames better by more than two standard
+  errors of its AUROC (Hanley and McNeil 1982, counted in clips, not frames: a clip's frames share
+  one score), and no worse for any kind of pseudo-anomaly.
+  Pseudo-anomalies are not real anomalies: a grid maximum a little above the prior is as likely to be
+  their quirk as a better fusion, and one kind that a single bank sees (shuffled object crops, which
+  the spatial bank alone notices) must not buy a fusion that misses the others;
 - **alarm threshold**: the (1 - false-alarm rate) quantile of the total over normal held-out frames;
-  ``clip_threshold`` is the same for the unsmoothed total, which scoring clip by clip uses.
+  ``clip_threshold`` is the same for the unsmoothed total, which scoring clip by clip uses;
+- **support**: how many normal held-out clips the threshold rests on; with fewer than
+  MIN_CLIPS_ABOVE of them expected above it, the rate cannot be set (or measured) reliably, and the
+  calibration says so.
 
 A calibration is plain JSON: it travels in the model file and beside the memory banks.
 """
+import math
+
 import numpy as np
 
 from extra.errors import VPCError
 from extra.evaluation.fusion import (
-    DEFAULT_FALSE_ALARM_RATE, GLOBAL_FUSION, SIGMAS, WEIGHTS, FusionWeights, calibrated_local_stream,
-    calibrated_streams, complement, normalisation, normalised_banks, per_video, total_score, unsmoothed,
+    DEFAULT_FALSE_ALARM_RATE, GLOBAL_FUSION, SIGMAS, WEIGHTS, FusionWeights, alarm_threshold,
+    calibrated_local_stream, calibrated_streams, complement, log_normalisation, normalised_banks, per_video,
+    total_score, unsmoothed,
 )
 from extra.evaluation.metrics import micro_auroc
 
+NEUTRAL = FusionWeights.chosen(0.5, 0.5, 0)
+STANDARD_ERRORS = 2.0       # how far the grid's best must beat the prior to replace it
+MIN_CLIPS_ABOVE = 5         # normal clips expected above the threshold for a rate to be set reliably
 
-def choose_weights(scores, labels, scales):
-    """(a1, b1, sigma) that best separate the pseudo-anomalous frames of the calibration sequences,
-    on the published grid and in its order (first best kept). Returns FusionWeights."""
+
+def grid_weights(scores, labels, scales):
+    """FusionWeights: the (a1, b1, sigma) that best separate the pseudo-anomalous frames of the
+    calibration sequences, on the published grid and in its order (first best kept)."""
     y = np.concatenate(labels)
     banks = normalised_banks(scores, scales)
     best_local = None
@@ -46,25 +64,83 @@ def choose_weights(scores, labels, scales):
     return FusionWeights.chosen(a1, b1, sigma)
 
 
-def calibrate(scores, labels, false_alarm_rate=DEFAULT_FALSE_ALARM_RATE, details=None):
+def auroc_standard_error(auroc, n_anomalous, n_normal):
+    """Hanley and McNeil's (1982) standard error of an AUROC from n_anomalous and n_normal independent
+    scores."""
+    q1, q2 = auroc / (2 - auroc), 2 * auroc ** 2 / (1 + auroc)
+    variance = (auroc * (1 - auroc) + (n_anomalous - 1) * (q1 - auroc ** 2)
+                + (n_normal - 1) * (q2 - auroc ** 2)) / (n_anomalous * n_normal)
+    return math.sqrt(max(variance, 0.0))
+
+
+def separation(scores, labels, scales, weights, kinds):
+    """(AUROC, {kind: AUROC}) of the calibrated total at ``weights`` on the calibration sequences, over
+    all of them and over those of each kind (``kinds``: one name per sequence)."""
+    total = calibrated_streams(scores, {"weights": weights.__dict__, "normalisation": scales})["total"]
+    parts = np.split(total, np.cumsum(scores.lengths)[:-1])
+    per_kind = {kind: micro_auroc(np.concatenate([x for x, k in zip(parts, kinds) if k == kind]),
+                                  np.concatenate([y for y, k in zip(labels, kinds) if k == kind]))
+                for kind in dict.fromkeys(kinds)}
+    return micro_auroc(total, np.concatenate(labels)), per_kind
+
+
+def choose_weights(scores, labels, scales, prior, units, kinds):
+    """(FusionWeights, a JSON-ready record of the choice): the grid's best when its AUROC beats the
+    prior's by more than STANDARD_ERRORS standard errors (``units``: the independent anomalous and
+    normal clips behind the frames) and is no lower on any kind of pseudo-anomaly (``kinds``: the kind
+    of each sequence), else the prior."""
+    best = grid_weights(scores, labels, scales)
+    best_auroc, best_kinds = separation(scores, labels, scales, best, kinds)
+    prior_auroc, prior_kinds = separation(scores, labels, scales, prior, kinds)
+    margin = STANDARD_ERRORS * auroc_standard_error(best_auroc, *units)
+    worse = [kind for kind in best_kinds if best_kinds[kind] < prior_kinds[kind]]
+    steered = best_auroc - prior_auroc > margin and not worse
+    record = {"prior": prior.__dict__.copy(), "prior_auroc": prior_auroc, "grid_best": best.__dict__.copy(),
+              "grid_best_auroc": best_auroc, "margin": margin, "grid_best_worse_on": worse,
+              "kept": "grid_best" if steered else "prior"}
+    return (best if steered else prior), record
+
+
+def false_alarm_support(normal_clips, false_alarm_rate):
+    """What the held-out normal footage can say about ``false_alarm_rate``: JSON-ready, with a one-line
+    ``note`` where fewer than MIN_CLIPS_ABOVE clips are expected above the threshold."""
+    above = normal_clips * false_alarm_rate
+    support = {"normal_clips": int(normal_clips), "clips_above_threshold": above,
+               "supported": above >= MIN_CLIPS_ABOVE}
+    if not support["supported"]:
+        support["note"] = (f"the held-out normal footage gives {int(normal_clips)} clips, so a false-alarm rate of "
+                           f"{100 * false_alarm_rate:g}% rests on {above:.2g} of them: it cannot be set reliably; "
+                           f"give about {math.ceil(MIN_CLIPS_ABOVE / false_alarm_rate)} clips of normal footage or "
+                           f"a higher --false_alarm_rate")
+    return support
+
+
+def calibrate(scores, labels, false_alarm_rate=DEFAULT_FALSE_ALARM_RATE, details=None, prior=NEUTRAL, units=None,
+              kinds=None):
     """The calibration (JSON-ready dict) from calibration VideoScores and their pseudo labels
-    (one 0/1 vector per sequence). ``details`` (recipes, counts, fallbacks) is stored alongside."""
+    (one 0/1 vector per sequence). ``prior``: the weights kept unless the pseudo-anomalies clearly
+    separate better with others; ``units``: (anomalous, normal) independent clips behind the frames
+    (default: one per frame); ``kinds``: each sequence's kind of pseudo-anomaly (default: one kind).
+    ``details`` (recipes, counts, fallbacks) is stored alongside."""
     if not 0 < false_alarm_rate < 1:
         raise ValueError(f"false-alarm rate must lie between 0 and 1, got {false_alarm_rate}")
-    if not (np.concatenate(labels) == 0).any():
+    y = np.concatenate(labels)
+    if not (y == 0).any():
         raise VPCError("the label-free calibration needs training videos of at least two clips (it replaces a "
                        "quarter of each held-out video's clips and compares them with the rest): use longer videos "
                        "or pass --label_free=False")
-    scales = normalisation(scores, labels)
-    weights = choose_weights(scores, labels, scales)
-    calibration = {"weights": weights.__dict__.copy(), "normalisation": scales,
+    units = (int((y == 1).sum()), int((y == 0).sum())) if units is None else units
+    scales = log_normalisation(scores, labels)
+    weights, choice = choose_weights(scores, labels, scales, prior, (max(units[0], 1), max(units[1], 1)),
+                                     [None] * len(labels) if kinds is None else kinds)
+    calibration = {"weights": weights.__dict__.copy(), "normalisation": scales, "weights_choice": choice,
                    "false_alarm_rate": false_alarm_rate, **(details or {})}
-    normal = np.concatenate(labels) == 0
     total = calibrated_streams(scores, calibration)["total"]
-    calibration["threshold"] = float(np.quantile(total[normal], 1 - false_alarm_rate))
-    calibration["separation_auroc"] = micro_auroc(total, np.concatenate(labels))
+    calibration["threshold"] = alarm_threshold(total, labels, false_alarm_rate)
+    calibration["separation_auroc"] = micro_auroc(total, y)
     # Clip by clip (live) there are no future frames to smooth with: the same fusion unsmoothed, and
     # its own threshold at the same false-alarm rate.
     total = calibrated_streams(scores, unsmoothed(calibration))["total"]
-    calibration["clip_threshold"] = float(np.quantile(total[normal], 1 - false_alarm_rate))
+    calibration["clip_threshold"] = alarm_threshold(total, labels, false_alarm_rate)
+    calibration["support"] = false_alarm_support(units[1], false_alarm_rate)
     return calibration

@@ -2,9 +2,11 @@
 into the run's working folder, then one model file with its label-free calibration (fit.py).
 """
 import functools
+from contextlib import closing
 
 from extra import config
 from extra.errors import VPCError
+from extra.progress import Ticker
 from extra.sharding import map_videos, model_getter
 from extra.sources import ClipReader
 from extra.store import is_finished
@@ -34,10 +36,12 @@ def detect_footage_video(video, run, record, get_detector):
     if is_finished(path, OBJECT_BATCHES, record, video.n_clips(d), run.overwrite, run.verify):
         return
     clips = ClipReader(video.source, d)
-    with object_batches_writer(path, record, video.n_clips(d)) as add:
+    ticker = Ticker(f"{video.name}: objects", video.n_clips(d) * d)
+    with object_batches_writer(path, record, video.n_clips(d)) as add, closing(ticker):
         for clip, detections in detected_clips(clips, get_detector(), d):
             boxes = frame_boxes(detections, settings, settings.train_conf, clip.frames[0])
             add(clip.index, objects_array(clip_crops(clip.frames, boxes, settings.obj_size)), boxes)
+            ticker.update((clip.index + 1) * d)
 
 
 def fit_footage(videos, run, detector_name, backbone, device=None):

@@ -7,9 +7,12 @@ import time
 import numpy as np
 
 from extra.errors import VPCError, warn
-from extra.evaluation.fusion import LOCAL_FUSION, calibrated_local, calibrated_streams, unsmoothed
+from extra.evaluation.fusion import (
+    GLOBAL_FUSION, LOCAL_FUSION, calibrated_local, calibrated_streams, objects_fused, unsmoothed,
+)
 from extra.evaluation.scores import VideoScores
 from extra.footage_outputs import ClipResult
+from ObjectDetection.boxes import key_frame_offset
 from ObjectDetection.options import YOLO as DEFAULT_DETECTOR
 from Memorization.footage.clips import ClipFeatures
 from Memorization.model import VideoFeatures
@@ -57,13 +60,20 @@ class FootageScorer:
         """ClipResult of every clip of ``source`` (extra.sources.ClipReader), in order, as they are ready."""
         streams = self.model.streams
         for clip, lf, gf, boxes in self.features.clips(source):
-            items = {}
-            banks = self.model.score_banks(VideoFeatures({"local": [lf], "global": [gf]}), self.features.device,
-                                           items)
+            items, features = {}, VideoFeatures({"local": [lf], "global": [gf]})
+            banks = self.model.score_banks(features, self.features.device, items)
             single = VideoScores(["clip"], {bank: [x] for bank, x in banks.items()}, streams)
             calibrated = calibrated_streams(single, self.calibration)
             fused = calibrated["total"]
             objects = calibrated_local(*(np.asarray(items[bank]) for bank in LOCAL_FUSION), self.calibration)
             columns = banks if self.raw else {bank: calibrated[bank] for bank in banks}
             yield ClipResult(clip, columns, fused, fused > self.calibration["clip_threshold"], boxes, objects,
-                             time.perf_counter() - clip.arrived)
+                             time.perf_counter() - clip.arrived, self.calibration["clip_threshold"],
+                             objects_fused(objects, calibrated[GLOBAL_FUSION][0], self.calibration),
+                             features=features, key_frame=key_frame_offset(self.consecutive))
+
+    def explain(self, result):
+        """Why the clip of ``result`` (a ClipResult of ``score``) scores as it does: ``explain_clip``."""
+        from Memorization.explain import explain_clip
+
+        return explain_clip(self.model, result.features, self.calibration, self.features.device)

@@ -180,12 +180,13 @@ def search_in(dtype, bank, centre, queries, query_norms):
             SEARCH_BITS[dtype])
 
 
-def nearest_distances(patches, bank, chunk_size=None, dtype=None):
+def nearest_distances(patches, bank, chunk_size=None, dtype=None, return_index=False):
     """L2 distance from each row of ``patches`` (P, D) to its nearest row of ``bank`` (M, D).
 
-    Returns (P,) in the patches' dtype, on the patches' device. Both sides are centred on the
-    bank's mean in float32 (distances do not change; the norms, and so the cancellation in
-    ||x||^2 + ||m||^2 - 2 x.m, shrink). Blocks of ``chunk_size`` x ``chunk_size`` pairs (default
+    Returns (P,) in the patches' dtype, on the patches' device; with ``return_index``, also the index
+    of that row, (P,) long (of equally near rows, the lowest), found among the rows rechecked (no
+    other pass). Both sides are centred on the bank's mean in float32 (distances do not change; the
+    norms, and so the cancellation in ||x||^2 + ||m||^2 - 2 x.m, shrink). Blocks of ``chunk_size`` x ``chunk_size`` pairs (default
     by device: ``CHUNK_SIZE``) get their squared distances from one matrix product in ``dtype``
     with float32 sums (TF32 off), each value s within e = ``search_error_bound`` of the exact one
     before its final rounding, so within w |s| + e after it (w: ``output_widening``). The least
@@ -215,6 +216,7 @@ def nearest_distances(patches, bank, chunk_size=None, dtype=None):
     search, query_rows, error, widening, bits = search_in(dtype, bank, centre, queries, query_norms)
     upper = torch.full_like(query_norms, float("inf"))            # least upper bounds so far
     nearest = torch.full_like(query_norms, float("inf"))          # float64 squared distances
+    index = torch.zeros(len(queries), dtype=torch.long, device=device) if return_index else None
     searched = rechecked = 0                                      # pairs, past each chunk's first block
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
@@ -236,7 +238,10 @@ def nearest_distances(patches, bank, chunk_size=None, dtype=None):
                     found = torch.nonzero(values[near] <= limit[near, None])
                     pairs = torch.stack([row + near[found[:, 0]], start + found[:, 1]], dim=1)
                     distances = pair_squared_distances(queries, bank, centre64, pairs)
+                    before = None if index is None else nearest[pairs[:, 0]]
                     nearest.scatter_reduce_(0, pairs[:, 0], distances, reduce="amin")
+                    if index is not None:
+                        take_nearest(index, pairs, distances, before, nearest)
                     candidates = len(pairs)
                 if start:
                     searched += values.numel()
@@ -248,4 +253,15 @@ def nearest_distances(patches, bank, chunk_size=None, dtype=None):
                     search, query_rows, error, widening, bits = search_in(dtype, bank, centre, queries, query_norms)
     finally:
         torch.set_float32_matmul_precision(previous)
-    return nearest.sqrt().to(patches.dtype)
+    distances = nearest.sqrt().to(patches.dtype)
+    return (distances, index) if return_index else distances
+
+
+def take_nearest(index, pairs, distances, before, nearest):
+    """Point ``index`` of each query whose nearest squared distance dropped below ``before`` (its value
+    before these (query, bank row) ``pairs``) to the lowest bank row of the pairs now at it. Bank rows
+    come block after block in increasing order, so a later row only equal to the nearest one keeps the
+    earlier, lower row."""
+    queries = pairs[:, 0]
+    better = (distances < before) & (distances == nearest[queries])
+    index.scatter_reduce_(0, queries[better], pairs[better, 1], reduce="amin", include_self=False)

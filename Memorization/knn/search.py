@@ -76,7 +76,8 @@ def build_index(bank, search, device):
 
 
 def faiss_nearest(patches, bank, search):
-    """Float64 distance from each patch to the bank row a faiss index finds for it, (P,) on the patches' device."""
+    """Float64 distance from each patch to the bank row a faiss index finds for it, and that row's index,
+    both (P,) on the patches' device."""
     # Built once per bank tensor (banks are never changed in place), with its centre.
     index, centre, _ = prepared_for(bank, search, patches.device, lambda: build_index(bank, search, patches.device))
     centre = centre.double()
@@ -84,18 +85,21 @@ def faiss_nearest(patches, bank, search):
     # Every probed list holds rows (faiss's k-means splits empty clusters), so a row is always found.
     found = torch.from_numpy(index.search(np.ascontiguousarray(queries.float().numpy()), 1)[1][:, 0])
     pairs = torch.stack([torch.arange(len(found)), found], dim=1)
-    return pair_squared_distances(queries, bank, centre, pairs).sqrt().to(patches.device)
+    distances = pair_squared_distances(queries, bank, centre, pairs).sqrt()
+    return distances.to(patches.device), found.to(patches.device)
 
 
-def search_nearest(patches, bank, search, chunk_size=None):
+def search_nearest(patches, bank, search, chunk_size=None, return_index=False):
     """Distance from each row of ``patches`` to the nearest row of ``bank`` that ``search`` finds,
-    (P,) in the patches' dtype and on their device."""
+    (P,) in the patches' dtype and on their device; with ``return_index``, also that row's index
+    ((P,) long: the exact search's lowest of equally near rows, or the row faiss found)."""
     if search == "exact":
-        return nearest_distances(patches, bank, chunk_size)
+        return nearest_distances(patches, bank, chunk_size, return_index=return_index)
     if search not in SEARCHES:
         raise VPCError(f"unknown search {search!r}; choose one of: {', '.join(SEARCHES)}")
     check_search(patches, bank)
-    return faiss_nearest(patches, bank, search).to(patches.dtype)
+    distances, index = faiss_nearest(patches, bank, search)
+    return (distances.to(patches.dtype), index) if return_index else distances.to(patches.dtype)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,16 @@ normalisations around them:
   before the total, every stream min-maxed over all frames. The protocol's grid search
   (extra.evaluation.protocol) and the fixed-weights column use it;
 - **by a calibration** made on training videos alone (``calibrated_streams``): each bank mapped by
-  its normal held-out scores, ``(x - low) / (high - low)`` with low the minimum and high the 99th
-  percentile, each stream smoothed per video. The label-free column, the choice of its weights
-  (Memorization.calibration), live scoring (sigma 0: no future frames) and the objects' region
-  scores (``calibrated_local``) use it; nothing of the scored videos enters it.
+  its normal held-out scores, ``(x - low) / (high - low)``, each stream smoothed per video. The
+  label-free column, the choice of its weights (Memorization.calibration), live scoring (sigma 0: no
+  future frames) and the objects' region scores (``calibrated_local``) use it; nothing of the scored
+  videos enters it. VideoPatchCore's banks (``log_normalisation``) are mapped on a log scale
+  (strictly increasing, so each bank ranks frames as its raw scores do), low the median and high the
+  90th percentile: their scores are distances to a power n, spread over orders of magnitude, so a
+  linear scale lets one bank's outliers outweigh the others in the sum, and a 99th percentile of a
+  few hundred held-out frames is one or two frames' score. On the log scale the power cancels out
+  and the scale rests on half and a tenth of the frames. Other methods' streams (PSNR, ...) keep the
+  linear ``normalisation``: low the minimum, high the 99th percentile.
 
 A bank outside the fusion (a new BankSpec) is normalised and evaluated on its own.
 """
@@ -31,6 +37,7 @@ GLOBAL_FUSION = "highlevel"
 FUSED_TITLES = {"local": "local (spatial+temporal)", "total": "total (local+global)"}
 # The calibration's normalisation and alarm threshold.
 HIGH_PERCENTILE = 99.0
+LOG_LOW_PERCENTILE, LOG_HIGH_PERCENTILE = 50.0, 90.0
 DEFAULT_FALSE_ALARM_RATE = 0.01
 
 
@@ -164,6 +171,24 @@ def normalisation(scores, labels):
     return result
 
 
+def log_normalisation(scores, labels):
+    """{bank: {"low", "high", "offset", "log": True}} of the normal frames (label 0) of calibration
+    VideoScores whose scores are >= 0 (distances to a power): a score x is mapped by log(x + offset),
+    ``offset`` the smallest positive normal score (a clip without objects scores 0, whose log is
+    undefined), then by low, the median, and high, the 90th percentile, of the normal frames' values.
+    The map is strictly increasing: every bank ranks its frames as its raw scores do."""
+    normal = np.concatenate(labels) == 0
+    result = {}
+    for bank in scores.banks:
+        values = scores.concat(bank)[normal]
+        positive = values[values > 0]
+        offset = float(positive.min()) if positive.size else 1.0
+        logs = np.log(values + offset)
+        low, high = float(np.percentile(logs, LOG_LOW_PERCENTILE)), float(np.percentile(logs, LOG_HIGH_PERCENTILE))
+        result[bank] = {"low": low, "high": high if high > low else low + 1.0, "offset": offset, "log": True}
+    return result
+
+
 def oriented(scores, signs):
     """VideoScores with each stream times its sign in ``signs`` (+1 or -1), so that higher means more
     anomalous (a PSNR is negated)."""
@@ -179,7 +204,11 @@ def alarm_threshold(total, labels, false_alarm_rate):
 
 
 def normalised(x, scale):
-    return (np.asarray(x, dtype=np.float64) - scale["low"]) / (scale["high"] - scale["low"])
+    """``x`` mapped by a bank's scale: ``(x - low) / (high - low)``, of log(x + offset) for a log scale."""
+    x = np.asarray(x, dtype=np.float64)
+    if scale.get("log"):
+        x = np.log(x + scale["offset"])
+    return (x - scale["low"]) / (scale["high"] - scale["low"])
 
 
 def normalised_banks(scores, scales):
@@ -192,6 +221,14 @@ def calibrated_local(spatial, temporal, calibration):
     weights, scales = calibration["weights"], calibration["normalisation"]
     return local_score(weights["a1"], weights["a2"], normalised(spatial, scales[LOCAL_FUSION[0]]),
                        normalised(temporal, scales[LOCAL_FUSION[1]]))
+
+
+def objects_fused(objects_local, clip_global, calibration):
+    """Per object, its clip's unsmoothed fused score were it the clip's worst object: b1 times its
+    ``calibrated_local`` score plus b2 times the clip's calibrated global score. The object of the highest
+    is the one responsible for the clip's score."""
+    weights = calibration["weights"]
+    return weights["b1"] * np.asarray(objects_local, dtype=np.float64) + weights["b2"] * clip_global
 
 
 def calibrated_local_stream(banks, a1, a2, sigma):

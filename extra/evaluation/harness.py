@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from extra.evaluation.fusion import unsmoothed
 from extra.evaluation.metrics import stream_aurocs
 
 LABEL_NOTES = {"published": "cut from the start of each video, as the published code does",
@@ -72,16 +73,29 @@ def evaluate(scores, method, fixed_weights, calibration=None):
     return results
 
 
+def alarm_rates(total, threshold, y):
+    """{"false_alarm_rate", "detection_rate"}: the share of normal and of anomalous frames whose ``total``
+    lies above ``threshold`` (None without such frames)."""
+    alarms = total > threshold
+    return {"false_alarm_rate": float(alarms[y == 0].mean()) if (y == 0).any() else None,
+            "detection_rate": float(alarms[y == 1].mean()) if (y == 1).any() else None}
+
+
 def label_free_results(scores, method, calibration):
     """The label-free column: AUROCs of the calibrated streams, and what the alarm threshold does on
-    the scored videos (labels aligned with the scored frames). JSON-ready."""
+    the scored videos (labels aligned with the scored frames): ``measured_false_alarm_rate`` on the
+    normal frames beside ``target_false_alarm_rate``, and, for a smoothed fusion, ``clip_alarms``: the
+    unsmoothed total against the clip threshold, as clip-by-clip (live) scoring alarms. JSON-ready."""
     labels = scores.aligned_labels
     streams = method.calibrated(scores, calibration)
     results = {"weights": calibration["weights"], "threshold": calibration["threshold"],
                "target_false_alarm_rate": calibration["false_alarm_rate"],
                "streams": stream_aurocs(streams, scores, labels), "calibration": calibration}
     if method.total in streams:
-        y, alarms = np.concatenate(labels), streams[method.total] > calibration["threshold"]
-        results["alarms"] = {"false_alarm_rate": float(alarms[y == 0].mean()) if (y == 0).any() else None,
-                             "detection_rate": float(alarms[y == 1].mean()) if (y == 1).any() else None}
+        y = np.concatenate(labels)
+        results["alarms"] = alarm_rates(streams[method.total], calibration["threshold"], y)
+        results["measured_false_alarm_rate"] = results["alarms"]["false_alarm_rate"]
+        if calibration["weights"].get("sigma"):
+            live = method.calibrated(scores, unsmoothed(calibration))[method.total]
+            results["clip_alarms"] = alarm_rates(live, calibration["clip_threshold"], y)
     return results

@@ -94,6 +94,34 @@ def _convention_text(name):
     return f"{name}: {CONVENTIONS[name]}" if name in CONVENTIONS else name
 
 
+def _choice_text(free):
+    choice = free.get("calibration", {}).get("weights_choice")
+    if not choice:          # another method's calibration, or one made before the choice was recorded
+        return ""
+    how = "the pseudo-anomalies' best" if choice["kept"] == "grid_best" else "the neutral prior kept"
+    worse = f"; the grid's best is worse on {', '.join(choice['grid_best_worse_on'])}" \
+        if choice["grid_best_worse_on"] else ""
+    return (f" ({how}: pseudo-anomaly AUROC {choice['grid_best_auroc']:.3f} at the grid's best, "
+            f"{choice['prior_auroc']:.3f} at the prior, margin {choice['margin']:.3f}{worse})")
+
+
+def alarms_text(free):
+    """The label-free alarms in words: the measured false-alarm rate beside the target, the clip-by-clip
+    (live) ones where they differ, and what the held-out footage cannot support."""
+    alarms, target = free["alarms"], free["target_false_alarm_rate"]
+    measured = alarms["false_alarm_rate"]
+    ratio = "" if measured is None else f" ({measured / target:.2g} x the target)"
+    text = (f"Label-free alarms (total > {free['threshold']:.4g}, set for {100 * target:g}% false alarms on normal "
+            f"held-out training frames): {_pct(measured)}% of normal test frames{ratio}, "
+            f"{_pct(alarms['detection_rate'])}% of anomalous test frames.")
+    live = free.get("clip_alarms")
+    if live:
+        text += (f" Clip by clip (unsmoothed, as live scoring alarms): {_pct(live['false_alarm_rate'])}% of normal, "
+                 f"{_pct(live['detection_rate'])}% of anomalous test frames.")
+    note = free.get("calibration", {}).get("support", {}).get("note")
+    return text + (f" Note: {note}." if note else "")
+
+
 def format_results(results, metadata=None, titles=None, protocol_note=None):
     """A short markdown report of ``evaluate``'s results; ``titles``: how to name each stream (its name
     by default); ``protocol_note``: what the method's published protocol does (its MethodEvaluation's
@@ -136,20 +164,18 @@ def format_results(results, metadata=None, titles=None, protocol_note=None):
         free = results["label_free"]
         held_out = free.get("calibration", {}).get("held_out")
         held_out = f" (held out: {', '.join(held_out)})" if held_out else ""
-        lines.append(f"- label-free: weights {_weights_text(free['weights'])}, per-bank normalisation and alarm "
-                     f"threshold chosen on training videos only{held_out}; labels {results['labels']['fixed']}")
+        lines.append(f"- label-free: weights {_weights_text(free['weights'])}{_choice_text(free)}, per-bank "
+                     f"normalisation and alarm threshold chosen on training videos only{held_out}; labels "
+                     f"{results['labels']['fixed']}")
     header = " | ".join(f"{name} {kind}" for name in columns for kind in ("micro", "macro", "padded"))
     lines += ["", f"| stream | {header} |", "|---|" + "---|" * (3 * len(columns))]
     for name in fixed["streams"]:
         cells = [_pct(column["streams"][name][kind]) for column in columns.values()
                  for kind in ("micro", "macro", "macro_padded")]
         lines.append(f"| {title(name)} | " + " | ".join(cells) + " |")
-    alarms = results.get("label_free", {}).get("alarms")
-    if alarms:
-        lines += ["", f"Label-free alarms (total > {results['label_free']['threshold']:.4g}, set for "
-                      f"{100 * results['label_free']['target_false_alarm_rate']:g}% false alarms on normal "
-                      f"training frames): {_pct(alarms['false_alarm_rate'])}% of normal test frames, "
-                      f"{_pct(alarms['detection_rate'])}% of anomalous test frames."]
+    free = results.get("label_free", {})
+    if free.get("alarms"):
+        lines += ["", alarms_text(free)]
     regions = results.get("regions")
     if regions:
         lines += ["", f"Region metrics (RBDC / TBDC, Ramachandra and Jones 2020; every object a region on each "
