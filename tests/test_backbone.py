@@ -236,3 +236,25 @@ def test_random_weights_are_seeded_and_leave_the_callers_generator_alone():
     assert not torch.equal(a.layer1[0].conv1.weight, c.layer1[0].conv1.weight)
     assert a.layers == (3, 4, 6) and "seed 1" in a.description
     assert all(is_fp16_rounded(p) for p in conv_weights(a).values())
+
+
+def test_a_models_weights_are_found_in_clips_cache_by_their_hash(tmp_path, monkeypatch):
+    """The file the model was fitted with is gone and no --clip_weights is given: CLIP's cache for the
+    recorded architecture holds weights of the recorded hash, and those are loaded."""
+    from Memorization.encoders.loader import model_backbone
+    from Memorization.model import VideoPatchCore
+    from Memorization.options import MethodConfig
+    from tests.helpers import small_random_checkpoint
+
+    cached = small_random_checkpoint(tmp_path / "cache" / "RN101.pt")
+    sha = load_backbone(str(cached), device="cpu").identity()["weights_sha256"]
+    method = MethodConfig("avenue", 4, 8, backbone=str(tmp_path / "gone.pt"))
+    model = VideoPatchCore(method, backbone={"backbone": "RN101", "weights_sha256": sha})
+    asked = []
+    monkeypatch.setattr("clip.clip._download", lambda url, root: asked.append(url) or str(cached))
+    assert model_backbone(model, "cpu").identity()["weights_sha256"] == sha
+    assert asked[0].endswith("/RN101.pt")
+    # other weights in the cache are refused, naming what is needed
+    model.backbone["weights_sha256"] = "0" * 64
+    with pytest.raises(VPCError, match=r"RN101 weights of SHA-256 0{16}\.\.\.; none found: .*RN101 \(other weights\)"):
+        model_backbone(model, "cpu")
