@@ -25,8 +25,8 @@ from extra.lock import work_lock
 from extra.progress import progress
 from extra.provenance import read_json_record, write_json_record
 from extra.sharding import map_videos
-from extra.store import is_empty_clip, open_clip_file, read_clip_file
-from Memorization.banks.origins import training_origins
+from extra.store import open_clip_file, read_clip_file
+from Memorization.banks.origins import items_per_clip, training_origins
 from Memorization.banks.search_check import SearchCheck
 from Memorization.banks.specs import STREAMS, bank_path, specs_of, stream_titles, streams_of
 from Memorization.encoders.loader import load_backbone_for
@@ -113,7 +113,7 @@ def score_videos(model, run, videos, backbone, device):
         for bank, frames in model.score_banks(features, device, items).items():
             per_bank[bank].append(frames)
         seconds += time.perf_counter() - started
-        counts = [0 if is_empty_clip(lf) else lf.shape[0] for lf in features.clips["local"]]
+        counts = items_per_clip(features.clips["local"])
         objects.append((counts, {spec.name: items[spec.name] for spec in model.specs if spec.stream == "local"}))
     errors = check.report(model.banks_on(device)) if check is not None else {}
     return TestScores(per_bank, objects, seconds, errors)
