@@ -9,7 +9,7 @@ DEMO_ARGS := --dataset=avenue --data_root=$(DEMO)/data --work_dir=$(DEMO)/work
 CLIP_CACHE ?= $(HOME)/.cache/clip
 DEMO_WEIGHTS := $(if $(wildcard $(CLIP_CACHE)/RN101.pt),,--random_weights)
 
-.PHONY: install install-ray install-faiss test demo compare tables figures clean-demo
+.PHONY: install install-ray install-faiss browser test demo compare tables figures clean-demo
 
 install: $(VENV)/.installed
 
@@ -34,7 +34,15 @@ $(VENV)/.installed-faiss: requirements-faiss.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-faiss.txt
 	touch $@
 
-test: install
+# Headless Chromium and its driver from Debian, for the report's browser test, when either is missing
+# (apt-get as root, else through sudo).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: install browser
 	$(PY) -m pytest
 
 demo: install
