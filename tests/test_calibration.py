@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from extra.evaluation.fusion import FusionWeights, calibrated_streams, log_normalisation, normalised
+from extra.evaluation.fusion import (
+    FusionWeights, calibrated_streams, causal_standardised, causal_step, log_normalisation, normalised,
+)
 from extra.evaluation.harness import evaluate
 from extra.evaluation.protocol import VIDEOPATCHCORE
 from extra.evaluation.results import alarms_text, format_results
@@ -361,3 +363,52 @@ def test_an_objects_fused_score_is_b1_its_local_plus_b2_the_clips_global():
     calibration = {"weights": {"a1": 0.5, "a2": 0.5, "b1": 0.7, "b2": 0.3, "sigma": 0}}
     np.testing.assert_allclose(objects_fused([1.0, 2.0], 0.5, calibration), [0.85, 1.55])
     assert objects_fused([], 0.5, calibration).shape == (0,)
+
+
+# --- the high-level bank standardised by each video's earlier clips (issue #23) ------------------------
+
+def test_causal_step_by_hand():
+    # no earlier clip: mean 0, spread 1 (the prior alone), the value kept
+    assert causal_step(2.5, []) == 2.5
+    # one earlier clip at 1, one clip of prior: mean 1/2, variance (1 + (1 - 1/2)^2) / 2 = 0.625
+    assert causal_step(3.0, [1.0]) == pytest.approx(2.5 / np.sqrt(0.625))
+    # earlier clips 1 and 3: mean 4/3, variance (1 + 1/9 + 25/9) / 3 = 35/27
+    assert causal_step(-1.0, [1.0, 3.0]) == pytest.approx((-1.0 - 4 / 3) / np.sqrt(35 / 27))
+    # no prior: the plain mean and standard deviation of the earlier clips
+    assert causal_step(5.0, [1.0, 3.0], prior_clips=0.0) == pytest.approx(3.0)
+
+
+def test_causal_standardised_reads_clips_and_never_later_frames():
+    x = np.array([1.0, 1.0, 3.0, 3.0, -1.0, -1.0])
+    expected = [1.0, 1.0, 2.5 / np.sqrt(0.625), 2.5 / np.sqrt(0.625), (-7 / 3) / np.sqrt(35 / 27),
+                (-7 / 3) / np.sqrt(35 / 27)]
+    np.testing.assert_allclose(causal_standardised(x, 2), expected)
+    # a later clip changed: the earlier frames' values stay as they were
+    changed = causal_standardised(np.array([1.0, 1.0, 3.0, 3.0, 50.0, 50.0]), 2)
+    np.testing.assert_allclose(changed[:4], expected[:4])
+    # a last, shorter run of frames is one clip more
+    np.testing.assert_allclose(causal_standardised(np.array([1.0, 1.0, 3.0]), 2), [1.0, 1.0, 2.5 / np.sqrt(0.625)])
+    # every video starts afresh: the same vector gives the same values wherever it comes
+    np.testing.assert_allclose(causal_standardised(x[:2], 2), [1.0, 1.0])
+
+
+def test_calibrate_with_clip_frames_standardises_the_high_level_bank_causally():
+    labels = [np.array([0, 0, 0, 0, 1, 1], np.int64), np.array([0, 0, 1, 1, 0, 0], np.int64)]
+    spatial = [np.array([1.0, 1.0, 2.0, 2.0, 8.0, 8.0]), np.array([2.0, 2.0, 9.0, 9.0, 1.0, 1.0])]
+    high = [np.array([4.0, 4.0, 5.0, 5.0, 9.0, 9.0]), np.array([6.0, 6.0, 12.0, 12.0, 5.0, 5.0])]
+    scores = make_video_scores({"spatial": spatial, "temporal": spatial, "highlevel": high}, labels, STREAMS)
+    plain = calibrate(scores, labels, false_alarm_rate=0.25)
+    causal = calibrate(scores, labels, false_alarm_rate=0.25, clip_frames=2)
+    assert "causal" not in plain["normalisation"]["highlevel"]
+    assert causal["normalisation"]["highlevel"]["causal"] == {"clip_frames": 2, "prior_clips": 1.0}
+    assert all("causal" not in causal["normalisation"][bank] for bank in ("spatial", "temporal"))
+    scale = {key: value for key, value in causal["normalisation"]["highlevel"].items() if key != "causal"}
+    streams = calibrated_streams(scores, {**causal, "weights": FusionWeights.chosen(0.5, 0.5, 0).__dict__})
+    expected = np.concatenate([causal_standardised(normalised(h, scale), 2) for h in high])
+    np.testing.assert_allclose(streams["highlevel"], expected)
+    # the spatial bank is mapped as before
+    np.testing.assert_allclose(streams["spatial"], normalised(np.concatenate(spatial), causal["normalisation"]["spatial"]))
+    # the threshold is the quantile of the causal total over the normal frames
+    total = calibrated_streams(scores, causal)["total"]
+    assert causal["threshold"] == pytest.approx(np.quantile(total[np.concatenate(labels) == 0], 0.75))
+    json.dumps(causal)                                                # plain JSON, for the model file

@@ -114,10 +114,11 @@ def test_score_an_unlabelled_video(fitted, tmp_path):
     expected = alarm_intervals(list(range(40)), [i / 25 for i in range(40)], alarms,
                                np.array([float(r[5]) for r in rows]))      # the CSV keeps 6 digits
     assert intervals["alarm_intervals"] == [{**e, "peak": pytest.approx(e["peak"], rel=1e-5)} for e in expected]
-    # the bank columns are calibrated: 0 the median and 1 the 90th percentile of the normal range; --raw_scores the distances
+    # the bank columns are calibrated: 0 the median and 1 the 90th percentile of the normal range (the high-level
+    # one then standardised by the video's earlier clips); --raw_scores the distances
     raw = command("score.py", model, test, "--out_dir", tmp_path / "raw", "--raw_scores")
     assert raw.returncode == 0, raw.stderr
-    from extra.evaluation.fusion import normalised
+    from extra.evaluation.fusion import causal_standardised, normalised
     from Memorization.model import VideoPatchCore
 
     scales = VideoPatchCore.load(model).calibration["normalisation"]
@@ -125,6 +126,9 @@ def test_score_an_unlabelled_video(fitted, tmp_path):
     for column, bank in enumerate(("spatial", "temporal", "highlevel"), start=2):
         distances = np.array([float(r[column]) for r in raw_rows])
         expected = normalised(distances, scales[bank])          # the calibration's (log) scale
+        if bank == "highlevel":
+            assert scales[bank]["causal"] == {"clip_frames": D, "prior_clips": 1.0}
+            expected = causal_standardised(expected, D)
         np.testing.assert_allclose([float(r[column]) for r in rows], expected, rtol=1e-4, atol=1e-5)
     assert [r[5:] for r in raw_rows] == [r[5:] for r in rows]          # the fused score and alarms the same
     capture = cv2.VideoCapture(str(tmp_path / "street.mp4"))

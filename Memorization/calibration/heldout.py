@@ -171,7 +171,7 @@ def label_free_calibration(model, run, videos, backbone, read_features, memo=Non
     details = {"recipes": list(recipes), "held_out": [p.name for p in pieces], "sequences": len(names),
                "seed": model.method.seed, "fallback": "halves of the only training video" if len(videos) == 1 else None}
     calibration = calibrate(scores, labels, run.false_alarm_rate, details, units=units,
-                            kinds=[recipe for _ in pieces for recipe in recipes])
+                            kinds=[recipe for _ in pieces for recipe in recipes], clip_frames=d)
     if not calibration["support"]["supported"]:
         warn(calibration["support"]["note"])
     return calibration

@@ -29,7 +29,7 @@ import numpy as np
 
 from extra.errors import VPCError
 from extra.evaluation.fusion import (
-    DEFAULT_FALSE_ALARM_RATE, GLOBAL_FUSION, SIGMAS, WEIGHTS, FusionWeights, alarm_threshold,
+    CAUSAL_PRIOR_CLIPS, DEFAULT_FALSE_ALARM_RATE, GLOBAL_FUSION, SIGMAS, WEIGHTS, FusionWeights, alarm_threshold,
     calibrated_local_stream, calibrated_streams, complement, log_normalisation, normalised_banks, per_video,
     total_score, unsmoothed,
 )
@@ -116,12 +116,14 @@ def false_alarm_support(normal_clips, false_alarm_rate):
 
 
 def calibrate(scores, labels, false_alarm_rate=DEFAULT_FALSE_ALARM_RATE, details=None, prior=NEUTRAL, units=None,
-              kinds=None):
+              kinds=None, clip_frames=None):
     """The calibration (JSON-ready dict) from calibration VideoScores and their pseudo labels
     (one 0/1 vector per sequence). ``prior``: the weights kept unless the pseudo-anomalies clearly
     separate better with others; ``units``: (anomalous, normal) independent clips behind the frames
     (default: one per frame); ``kinds``: each sequence's kind of pseudo-anomaly (default: one kind).
-    ``details`` (recipes, counts, fallbacks) is stored alongside."""
+    ``details`` (recipes, counts, fallbacks) is stored alongside. ``clip_frames`` (the frames of a clip):
+    the high-level bank is then standardised per video by its earlier clips (fusion.causal_standardised),
+    here as on every video scored, live included; None keeps it as the log scale maps it."""
     if not 0 < false_alarm_rate < 1:
         raise ValueError(f"false-alarm rate must lie between 0 and 1, got {false_alarm_rate}")
     y = np.concatenate(labels)
@@ -131,6 +133,8 @@ def calibrate(scores, labels, false_alarm_rate=DEFAULT_FALSE_ALARM_RATE, details
                        "or pass --label_free=False")
     units = (int((y == 1).sum()), int((y == 0).sum())) if units is None else units
     scales = log_normalisation(scores, labels)
+    if clip_frames is not None and GLOBAL_FUSION in scales:
+        scales[GLOBAL_FUSION]["causal"] = {"clip_frames": int(clip_frames), "prior_clips": CAUSAL_PRIOR_CLIPS}
     weights, choice = choose_weights(scores, labels, scales, prior, (max(units[0], 1), max(units[1], 1)),
                                      [None] * len(labels) if kinds is None else kinds)
     calibration = {"weights": weights.__dict__.copy(), "normalisation": scales, "weights_choice": choice,

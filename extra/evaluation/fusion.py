@@ -19,6 +19,11 @@ normalisations around them:
   few hundred held-out frames is one or two frames' score. On the log scale the power cancels out
   and the scale rests on half and a tenth of the frames. Other methods' streams (PSNR, ...) keep the
   linear ``normalisation``: low the minimum, high the 99th percentile.
+  The high-level bank, once mapped, is standardised per video by that video's earlier clips alone
+  (``causal_standardised``, where the calibration's scale says ``causal``): its level differs from
+  video to video far more than the local banks' (the published protocol z-scores it per video, over
+  the whole video, which a live threshold cannot), and a running mean and spread of the past clips,
+  shrunk toward the calibration's normal range while there are few, need no future frame.
 
 A bank outside the fusion (a new BankSpec) is normalised and evaluated on its own.
 """
@@ -39,6 +44,9 @@ FUSED_TITLES = {"local": "local (spatial+temporal)", "total": "total (local+glob
 HIGH_PERCENTILE = 99.0
 LOG_LOW_PERCENTILE, LOG_HIGH_PERCENTILE = 50.0, 90.0
 DEFAULT_FALSE_ALARM_RATE = 0.01
+# The high-level bank's causal per-video standardisation: the clips' worth of prior (level 0, spread 1)
+# behind its running mean and spread.
+CAUSAL_PRIOR_CLIPS = 1.0
 
 
 def zscore(x):
@@ -211,9 +219,41 @@ def normalised(x, scale):
     return (x - scale["low"]) / (scale["high"] - scale["low"])
 
 
+def causal_step(value, earlier, prior_clips=CAUSAL_PRIOR_CLIPS):
+    """One clip's normalised ``value`` standardised by the same video's ``earlier`` clips only:
+    ``(value - m) / s``, m their mean and s^2 their variance about m, each shrunk toward the calibration's
+    normal level (0) and spread (1) by ``prior_clips`` clips' worth of prior. Without earlier clips m = 0 and
+    s = 1: the first clip keeps its calibrated value."""
+    earlier = np.asarray(earlier, dtype=np.float64)
+    mean = earlier.sum() / (earlier.size + prior_clips)
+    variance = (prior_clips + ((earlier - mean) ** 2).sum()) / (earlier.size + prior_clips)
+    return (value - mean) / np.sqrt(variance)
+
+
+def causal_standardised(x, clip_frames, prior_clips=CAUSAL_PRIOR_CLIPS):
+    """One video's normalised per-frame scores, clip by clip (``clip_frames`` frames share a score; a last,
+    shorter run of frames counts as one clip), each clip ``causal_step`` of the video's earlier clips: no
+    statistic of later frames enters, so live scoring computes the same as the video comes."""
+    x = np.asarray(x, dtype=np.float64)
+    starts = range(0, x.size, clip_frames)
+    clips = np.array([x[start:start + clip_frames].mean() for start in starts])
+    out = np.empty_like(x)
+    for c, start in enumerate(starts):
+        out[start:start + clip_frames] = causal_step(x[start:start + clip_frames], clips[:c], prior_clips)
+    return out
+
+
 def normalised_banks(scores, scales):
-    """{bank: [normalised vector per video]} of VideoScores."""
-    return {bank: [normalised(v, scales[bank]) for v in vectors] for bank, vectors in scores.banks.items()}
+    """{bank: [normalised vector per video]} of VideoScores; a bank whose scale says ``causal``
+    ({"clip_frames", "prior_clips"}) is then standardised per video by its earlier clips
+    (``causal_standardised``)."""
+    banks = {}
+    for bank, vectors in scores.banks.items():
+        causal = scales[bank].get("causal")
+        banks[bank] = [normalised(v, scales[bank]) if causal is None else
+                       causal_standardised(normalised(v, scales[bank]), causal["clip_frames"], causal["prior_clips"])
+                       for v in vectors]
+    return banks
 
 
 def calibrated_local(spatial, temporal, calibration):
