@@ -29,6 +29,7 @@ from extra.store import open_clip_file, read_clip_file
 from Memorization.banks.origins import items_per_clip, training_origins
 from Memorization.banks.search_check import SearchCheck
 from Memorization.banks.specs import STREAMS, bank_path, specs_of, stream_titles, streams_of
+from Memorization.calibration.weights import CALIBRATION_VERSION
 from Memorization.encoders.loader import load_backbone_for
 from Memorization.features import backbone_record, extract_split_features, feature_record
 from Memorization.model import VideoFeatures, VideoPatchCore, video_coresets
@@ -215,7 +216,8 @@ def calibration_of(run, model, backbone, fields, rebuilt):
     from the training videos (Memorization.calibration.heldout) and saved; None (with a warning) when it cannot be
     made because the encoder is not loaded."""
     path = calibration_path(run)
-    record = {**method_record(run.method), **fields, "false_alarm_rate": run.false_alarm_rate}
+    record = {**method_record(run.method), **fields, "false_alarm_rate": run.false_alarm_rate,
+              "calibration_version": CALIBRATION_VERSION}
     if path.is_file() and not (run.overwrite or rebuilt):
         saved = read_json_record(path, record)
         if saved is not None:

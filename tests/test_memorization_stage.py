@@ -88,6 +88,20 @@ def test_rerun_reuses_artifacts_and_prints_the_same_numbers(stage, capsys):
     assert "WARNING: made with random (not pretrained) weights" in reused.out
 
 
+def test_a_calibration_saved_by_another_version_is_made_again(stage, capsys):
+    from Memorization.calibration.weights import CALIBRATION_VERSION
+
+    root, args = stage
+    run_and_capture(capsys, args)
+    path, = (root / "work").rglob("calibration_*.json")
+    saved = json.loads(path.read_text())
+    assert saved["record"]["calibration_version"] == CALIBRATION_VERSION
+    saved["record"]["calibration_version"] = CALIBRATION_VERSION - 1
+    path.write_text(json.dumps(saved))
+    run_and_capture(capsys, args)
+    assert json.loads(path.read_text())["record"]["calibration_version"] == CALIBRATION_VERSION
+
+
 def test_banks_made_under_other_settings_are_refused(stage, capsys):
     root, args = stage
     run_and_capture(capsys, args)

@@ -35,6 +35,9 @@ from extra.evaluation.fusion import (
 )
 from extra.evaluation.metrics import micro_auroc
 
+# Raised whenever the calibration's recipe changes (2: log scale, neutral prior, causal high-level bank):
+# a calibration saved beside the banks by another version is made again, not reused.
+CALIBRATION_VERSION = 2
 NEUTRAL = FusionWeights.chosen(0.5, 0.5, 0)
 STANDARD_ERRORS = 2.0       # how far the grid's best must beat the prior to replace it
 MIN_CLIPS_ABOVE = 5         # normal clips expected above the threshold for a rate to be set reliably
