@@ -173,6 +173,14 @@ def build_memory_bank(per_video_patches, coreset, device=None, progress=True, wi
 def joined_rows(sizes, numbers, kept):
     """(video number, row in its patches) of the rows ``kept`` of the videos' patches joined, the videos
     having ``sizes`` rows and ``numbers``."""
-    ends = torch.tensor(sizes).cumsum(0)
-    position = torch.searchsorted(ends, kept, right=True)
-    return torch.stack([torch.tensor(numbers)[position], kept - (ends - torch.tensor(sizes))[position]], dim=1)
+    position, row = group_positions(sizes, kept)
+    return torch.stack([torch.tensor(numbers)[position], row], dim=1)
+
+
+def group_positions(sizes, flat):
+    """(group, position within it) of each index of ``flat`` into groups of ``sizes`` laid end to end
+    (empty groups hold none): how a bank row or a patch row is traced back to its video, clip or item."""
+    sizes = torch.as_tensor(sizes, dtype=torch.long)
+    ends = sizes.cumsum(0)
+    group = torch.searchsorted(ends, flat, right=True)
+    return group, flat - (ends - sizes)[group]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from extra.store import is_empty_clip
+from Memorization.banks.coreset import group_positions
 from ObjectDetection.boxes import key_frame_offset
 
 ORIGIN_COLUMNS = ("video", "clip", "object", "frame", "x1", "y1", "x2", "y2")
@@ -50,15 +51,11 @@ def row_items(rows, n_rows, counts, whole_clip):
     """(clip, object) of some patch ``rows`` of one video, (len(rows), 2) long, from how many rows the
     video gives (``n_rows``) and its ``counts`` of items per clip; ``whole_clip``: items are clips
     (object -1)."""
-    counts = torch.as_tensor(counts, dtype=torch.long)
-    items = int(counts.sum())
+    items = int(sum(counts))
     if items == 0 or n_rows % items:
         raise RuntimeError(f"{n_rows} patch rows cannot come from {items} items")     # a bug, not bad input
-    item = torch.as_tensor(rows, dtype=torch.long) // (n_rows // items)
-    ends = counts.cumsum(0)
-    clip = torch.searchsorted(ends, item, right=True)
-    obj = torch.full_like(item, WHOLE_CLIP) if whole_clip else item - (ends - counts)[clip]
-    return torch.stack([clip, obj], dim=1)
+    clip, obj = group_positions(counts, torch.as_tensor(rows, dtype=torch.long) // (n_rows // items))
+    return torch.stack([clip, torch.full_like(obj, WHOLE_CLIP) if whole_clip else obj], dim=1)
 
 
 def bank_items(rows, sizes, counts, whole_clip):
