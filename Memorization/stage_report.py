@@ -35,7 +35,8 @@ def write_stage_reports(model, scores, objects, videos, labels, features_of, obj
         boxes = clip_boxes_of(object_files(video), range(len(counts)))
         collector = ReportCollector(video.name, banks, lambda result: explain_clip(model, result.features,
                                                                                     calibration, device),
-                                    source=video.source, model=model_file)
+                                    source=video.source, model=model_file,
+                                    false_alarm_rate=calibration.get("false_alarm_rate"))
         frames, stamps, alarms, fused = [], [], [], []
         for index, images in video.iter_clips(d):
             at = slice(index * d, index * d + len(images))          # the clip's frames in the video's vectors

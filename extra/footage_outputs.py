@@ -173,13 +173,15 @@ def score_source(scorer, reader, out_dir, video_out=False, labels=None, report=N
 
     writer = ScoreWriter(out_dir, reader.name, reader.fps, scorer.streams, video_out,
                          None if reader.video is None else reader.video.n_frames)
+    calibration = getattr(scorer, "calibration", None) or {}
     if report is not None:
         from extra.report.collect import ReportCollector
 
         writer.report = ReportCollector(reader.name, scorer.streams, getattr(scorer, "explain", None),
-                                        getattr(scorer, "raw", False), reader.source, report)
+                                        getattr(scorer, "raw", False), reader.source, report,
+                                        calibration.get("false_alarm_rate"))
     # what the calibration says of its own threshold (too little normal footage for the rate), on the report
-    support = (getattr(scorer, "calibration", None) or {}).get("support") or {}
+    support = calibration.get("support") or {}
     cautions = [f"the alarm threshold: {support['note']}"] if support.get("note") else []
     started, latencies = time.perf_counter(), []
     ticker = Ticker(f"{reader.name}: scored", None if reader.video is None else reader.video.n_frames)

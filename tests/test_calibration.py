@@ -11,7 +11,8 @@ import torch
 from extra.evaluation.fusion import (
     FusionWeights, calibrated_streams, causal_standardised, causal_step, log_normalisation, normalised,
 )
-from extra.evaluation.harness import evaluate
+from extra.evaluation.harness import evaluate, measured_rate_interval, rate_interval
+from extra.evaluation.metrics import micro_auroc
 from extra.evaluation.protocol import VIDEOPATCHCORE
 from extra.evaluation.results import alarms_text, format_results
 from extra.evaluation.scores import make_video_scores
@@ -246,6 +247,9 @@ def test_label_free_column_uses_the_calibration_only():
     # normal spatial frames 1 1 1 1 2 2 2 3: the 75 % quantile is 2's, and only the 3 lies above it
     assert free["alarms"] == {"false_alarm_rate": 1 / 8, "detection_rate": 1.0}
     assert free["measured_false_alarm_rate"] == 1 / 8 and free["target_false_alarm_rate"] == 0.25
+    # no clips in this calibration: each of the 8 normal frames is a trial, 1 alarmed
+    assert free["measured_false_alarm"] == {"normal_clips": 8, "interval": list(rate_interval(1, 8))}
+    assert f"(0.5 x the target; 95% interval {100 * rate_interval(1, 8)[0]:.2g}-" in alarms_text(free)
     assert "clip_alarms" not in free                              # sigma 0: live alarms are the same
 
 
@@ -412,3 +416,55 @@ def test_calibrate_with_clip_frames_standardises_the_high_level_bank_causally():
     total = calibrated_streams(scores, causal)["total"]
     assert causal["threshold"] == pytest.approx(np.quantile(total[np.concatenate(labels) == 0], 0.75))
     json.dumps(causal)                                                # plain JSON, for the model file
+
+
+def test_scale_thresholds_and_support_rest_on_the_normal_footage_when_given():
+    labels = [np.array([0, 0, 0, 0, 1, 1], np.int64), np.array([0, 0, 1, 1, 0, 0], np.int64)]
+    spatial = [np.array([1.0, 1.0, 2.0, 2.0, 8.0, 8.0]), np.array([2.0, 2.0, 9.0, 9.0, 1.0, 1.0])]
+    high = [np.array([4.0, 4.0, 5.0, 5.0, 9.0, 9.0]), np.array([6.0, 6.0, 12.0, 12.0, 5.0, 5.0])]
+    scores = make_video_scores({"spatial": spatial, "temporal": spatial, "highlevel": high}, labels, STREAMS)
+    # the two held-out videos as they are: 4 clips of 2 frames and a last frame alone (5 clips), all normal
+    as_they_are = {"spatial": [np.array([1.0, 1.0, 2.0, 2.0, 3.0]), np.array([2.0, 2.0, 4.0, 4.0])],
+                   "highlevel": [np.array([4.0, 4.0, 5.0, 5.0, 6.0]), np.array([6.0, 6.0, 7.0, 7.0])]}
+    as_they_are["temporal"] = as_they_are["spatial"]
+    zeros = [np.zeros(5, np.int64), np.zeros(4, np.int64)]
+    normal = make_video_scores(as_they_are, zeros, STREAMS)
+    calibration = calibrate(scores, labels, false_alarm_rate=0.25, clip_frames=2, normal=normal)
+    # the scale of the normal footage: spatial 1 1 2 2 3 2 2 4 4 (offset 1), median log 3, 90th percentile
+    # between log 5 (8th of 9 values) and log 5 (9th)
+    assert calibration["normalisation"]["spatial"]["low"] == pytest.approx(np.log(3.0))
+    assert calibration["normalisation"]["spatial"]["high"] == pytest.approx(np.log(5.0))
+    expected = log_normalisation(normal, zeros)
+    expected["highlevel"]["causal"] = {"clip_frames": 2, "prior_clips": 1.0}
+    assert calibration["normalisation"] == expected
+    # the thresholds: quantiles of the normal footage's total (smoothed, then unsmoothed), not the sequences'
+    total = calibrated_streams(normal, calibration)["total"]
+    assert calibration["threshold"] == pytest.approx(np.quantile(total, 0.75))
+    clip_total = calibrated_streams(normal, {**calibration, "weights": {**calibration["weights"], "sigma": 0}})["total"]
+    assert calibration["clip_threshold"] == pytest.approx(np.quantile(clip_total, 0.75))
+    sequences_total = calibrated_streams(scores, calibration)["total"]
+    assert calibration["threshold"] != pytest.approx(np.quantile(sequences_total[np.concatenate(labels) == 0], 0.75))
+    # 5 clips of normal footage (3 + 2), not the sequences' 4 normal frames
+    assert calibration["support"]["normal_clips"] == 5
+    # the weights are still chosen on the sequences: their AUROC is the sequences'
+    assert calibration["separation_auroc"] == pytest.approx(
+        micro_auroc(sequences_total, np.concatenate(labels)))
+
+
+def test_the_measured_rate_has_its_exact_interval_counted_in_clips():
+    # none of 10 trials: from 0 to the rate that gives no hit in 10 with probability 2.5 %, and mirrored
+    assert rate_interval(0, 10) == (0.0, pytest.approx(1 - 0.025 ** (1 / 10)))
+    assert rate_interval(10, 10) == (pytest.approx(0.025 ** (1 / 10)), 1.0)
+    low, high = rate_interval(5, 10)
+    assert low == pytest.approx(1 - high) and low < 0.5 < high
+    # 1 hit of 1: P(X >= 1) = p = 2.5 % at the low end
+    assert rate_interval(1, 1) == (pytest.approx(0.025), 1.0)
+    # 16 normal frames in clips of 4 are 4 trials; a rate of 25 % is 1 of them
+    assert measured_rate_interval(0.25, 16, 4) == {"normal_clips": 4, "interval": list(rate_interval(1, 4))}
+    assert measured_rate_interval(0.0, 3, 4)["normal_clips"] == 1       # at least one trial
+
+
+def test_the_calibration_records_its_clip_length():
+    scores, labels = calibration_case()
+    assert "clip_frames" not in calibrate(scores, labels, 0.25)
+    assert calibrate(scores, labels, 0.25, clip_frames=2)["clip_frames"] == 2

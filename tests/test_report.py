@@ -221,6 +221,29 @@ def test_an_hour_stays_within_bounds():
     assert 2e6 < size < 40e6, size
 
 
+def test_the_false_alarms_on_normal_frames_are_set_beside_the_target():
+    collector = ReportCollector("v", ("x",), false_alarm_rate=0.05)
+    fused = np.array([0.2, 2.0, 2.0, 0.1, 2.0, 0.3])
+    clip = Clip(0, [np.zeros((8, 8, 3), np.uint8)] * 6, 0, [t / 25 for t in range(6)])
+    collector.add(ClipResult(clip=clip, banks={"x": fused}, fused=fused, alarms=fused > 1, boxes=[],
+                             object_scores=np.zeros(0), seconds=0.0, threshold=1.0))
+    # frames 0-3 normal (two alarmed: 1 and 2), 4 anomalous; frame 5 lies past the labels: normal, not alarmed
+    data = collector.data([], 25.0, labels=np.array([0, 0, 0, 0, 1]))
+    assert data["false_alarms"] == {
+        "measured": 0.4, "target": 0.05, "normal_frames": 5,
+        "note": "false alarms: 40.00% of the 5 normal frames scored, against a target of 5% set on normal held-out "
+                "training footage"}
+    assert data["false_alarms"]["note"] in data["notes"]
+    assert ReportCollector("v", ("x",)).data([], 25.0)["false_alarms"] is None        # no ground truth
+    collector = ReportCollector("v", ("x",))
+    collector.add(ClipResult(clip=clip, banks={"x": fused}, fused=fused, alarms=fused > 1, boxes=[],
+                             object_scores=np.zeros(0), seconds=0.0, threshold=1.0))
+    # no target known (a method without a calibration): the measured share alone
+    assert collector.data([], 25.0, labels=np.ones(6, int))["false_alarms"] is None    # no normal frame
+    assert collector.data([], 25.0, labels=np.zeros(6, int))["false_alarms"]["note"] == (
+        "false alarms: 50.00% of the 6 normal frames scored")
+
+
 def test_images_are_shrunk_and_the_inline_json_cannot_end_its_script():
     assert decoded(jpeg_uri(np.zeros((600, 1600, 3), np.uint8), 800)).shape == (300, 800, 3)
     collector = ReportCollector("a</script><b>", ("x",))
@@ -262,6 +285,13 @@ def test_the_memorization_stage_writes_a_report_per_test_video(tmp_path):
         assert data["model"] == str(model_file) and data["streams"] == ["spatial", "temporal", "highlevel"]
         assert series["alarm"] == [int(v > threshold) for v in series["fused"]]
         assert len(data["intervals"]) == len(data["alarms"])
+        # the false alarms measured on the video's normal frames, beside the calibration's target
+        labels = ground_truth_labels(tmp_path / "data" / "avenue" / "avenue.mat", int(path.name[:2]))[0]
+        normal = [a for f, a in zip(series["frame"], series["alarm"]) if f >= len(labels) or labels[f] == 0]
+        target = VideoPatchCore.load(model_file).calibration["false_alarm_rate"]
+        assert data["false_alarms"]["measured"] == pytest.approx(np.mean(normal))
+        assert data["false_alarms"]["target"] == target and data["false_alarms"]["normal_frames"] == len(normal)
+        assert data["false_alarms"]["note"] in data["notes"]
         for detail in data["alarms"]:
             assert [b["bank"] for b in detail["banks"]][0] in data["streams"] and detail["banks"][0]["nearest"]["crop"]
             explained += 1

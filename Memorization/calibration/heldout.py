@@ -12,7 +12,9 @@ With a single training video, its two halves hold each other out (the documented
 calibration from one video is weak, and the run says so). At most ``MAX_HELD_OUT`` videos, spread
 evenly over the split, are held out. In each held-out video one stretch of clips (a quarter of
 them, at a seeded place) is replaced by a pseudo-anomalous version, once per recipe, giving one
-labelled sequence per recipe.
+labelled sequence per recipe; the weights are chosen on those. The normalisation and the alarm
+thresholds rest on the held-out videos as they are, every clip once: that is what normal footage
+looks like to the model, and a quarter more of it than the normal part of a spliced sequence.
 """
 import numpy as np
 import torch
@@ -112,8 +114,9 @@ def held_out_banks(specs, pieces, others, method, device):
 
 
 def calibration_sequences(model, pieces, others, backbone, device, memo=None):
-    """({bank: [per-frame scores per sequence]}, [labels per sequence], names): per piece and recipe,
-    the held-out piece scored with its stretch of pseudo-anomalous clips. ``memo`` (a dict) keeps the
+    """({bank: [per-frame scores per sequence]}, [labels per sequence], names, recipes, {bank: [per-frame
+    scores per piece]}): per piece and recipe, the held-out piece scored with its stretch of
+    pseudo-anomalous clips; last, each piece scored as it is. ``memo`` (a dict) keeps the
     pseudo-anomalous features for other configurations with the same features (the table runner)."""
     memo = {} if memo is None else memo
     method, d = model.method, model.method.consecutive
@@ -121,10 +124,13 @@ def calibration_sequences(model, pieces, others, backbone, device, memo=None):
     banks_of = held_out_banks(model.specs, pieces, others, method, device)
     donors = donor_crops(pieces)
     per_bank, labels, names = {spec.name: [] for spec in model.specs}, [], []
+    as_they_are = {spec.name: [] for spec in model.specs}
     for p, piece in enumerate(progress(pieces, "calibration: held-out training videos")):
         banks = {name: bank.to(device) for name, bank in banks_of[p].items()}
         normal = {spec.name: score_clips(spec, piece.features.clips[spec.stream], banks[spec.name], method, device)
                   for spec in model.specs}
+        for name, frames in normal.items():
+            as_they_are[name].append(frames)
         n = len(piece.clips)
         length = max(1, round(SEGMENT_FRACTION * n))
         for r, recipe in enumerate(recipes):
@@ -145,7 +151,7 @@ def calibration_sequences(model, pieces, others, backbone, device, memo=None):
             y[start * d:(start + length) * d] = 1
             labels.append(y)
             names.append(f"{piece.name}/{recipe}")
-    return per_bank, labels, names, recipes
+    return per_bank, labels, names, recipes, as_they_are
 
 
 def label_free_calibration(model, run, videos, backbone, read_features, memo=None):
@@ -162,8 +168,11 @@ def label_free_calibration(model, run, videos, backbone, read_features, memo=Non
         raise VPCError("the label-free calibration needs at least two clips of training video; pass "
                        "--label_free=False to go without it")
     device = backbone.device if backbone is not None else default_device()
-    per_bank, labels, names, recipes = calibration_sequences(model, pieces, others, backbone, device, memo)
+    per_bank, labels, names, recipes, as_they_are = calibration_sequences(model, pieces, others, backbone, device,
+                                                                          memo)
     scores = make_video_scores(per_bank, labels, model.streams, names)
+    normal = make_video_scores(as_they_are, [np.zeros(len(x), np.int64) for x in as_they_are[model.specs[0].name]],
+                               model.streams, [p.name for p in pieces])
     d = model.method.consecutive
     # Independent units are clips (their frames share a score); a piece's normal clips recur in each recipe's sequence.
     units = (int(sum(y.sum() for y in labels)) // d,
@@ -171,7 +180,7 @@ def label_free_calibration(model, run, videos, backbone, read_features, memo=Non
     details = {"recipes": list(recipes), "held_out": [p.name for p in pieces], "sequences": len(names),
                "seed": model.method.seed, "fallback": "halves of the only training video" if len(videos) == 1 else None}
     calibration = calibrate(scores, labels, run.false_alarm_rate, details, units=units,
-                            kinds=[recipe for _ in pieces for recipe in recipes], clip_frames=d)
+                            kinds=[recipe for _ in pieces for recipe in recipes], clip_frames=d, normal=normal)
     if not calibration["support"]["supported"]:
         warn(calibration["support"]["note"])
     return calibration

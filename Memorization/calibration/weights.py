@@ -3,8 +3,8 @@ calibration sequences (held-out training videos with pseudo-anomalies spliced in
 Memorization.calibration.heldout), without any test label.
 
 - **per-bank normalisation** (extra.evaluation.fusion.log_normalisation): the log of a bank's score,
-  by the median and 90th percentile of normal held-out frames, so a score means the same in every
-  video and needs no test statistic;
+  by the median and 90th percentile of normal held-out frames (the held-out videos as they are, when
+  given: every clip once), so a score means the same in every video and needs no test statistic;
 - **weights and smoothing**: the prior, NEUTRAL (equal weights on the normalised banks, no
   smoothing: the fixed column's defaults), is kept unless the pseudo-anomalies clearly say
   otherwise: the best (a1, b1, sigma) of the published grid (a1 on the local score, then b1 and
@@ -35,9 +35,10 @@ from extra.evaluation.fusion import (
 )
 from extra.evaluation.metrics import micro_auroc
 
-# Raised whenever the calibration's recipe changes (2: log scale, neutral prior, causal high-level bank):
+# Raised whenever the calibration's recipe changes (2: log scale, neutral prior, causal high-level bank; 3: scale
+# and thresholds on the held-out videos as they are):
 # a calibration saved beside the banks by another version is made again, not reused.
-CALIBRATION_VERSION = 2
+CALIBRATION_VERSION = 3
 NEUTRAL = FusionWeights.chosen(0.5, 0.5, 0)
 STANDARD_ERRORS = 2.0       # how far the grid's best must beat the prior to replace it
 MIN_CLIPS_ABOVE = 5         # normal clips expected above the threshold for a rate to be set reliably
@@ -119,14 +120,17 @@ def false_alarm_support(normal_clips, false_alarm_rate):
 
 
 def calibrate(scores, labels, false_alarm_rate=DEFAULT_FALSE_ALARM_RATE, details=None, prior=NEUTRAL, units=None,
-              kinds=None, clip_frames=None):
+              kinds=None, clip_frames=None, normal=None):
     """The calibration (JSON-ready dict) from calibration VideoScores and their pseudo labels
     (one 0/1 vector per sequence). ``prior``: the weights kept unless the pseudo-anomalies clearly
     separate better with others; ``units``: (anomalous, normal) independent clips behind the frames
     (default: one per frame); ``kinds``: each sequence's kind of pseudo-anomaly (default: one kind).
     ``details`` (recipes, counts, fallbacks) is stored alongside. ``clip_frames`` (the frames of a clip):
     the high-level bank is then standardised per video by its earlier clips (fusion.causal_standardised),
-    here as on every video scored, live included; None keeps it as the log scale maps it."""
+    here as on every video scored, live included; None keeps it as the log scale maps it.
+    ``normal``: VideoScores of normal footage alone (the held-out videos without pseudo-anomalies), on
+    which the normalisation, the thresholds and the support then rest (its clips of ``clip_frames``
+    frames counted); default: the normal frames of the sequences."""
     if not 0 < false_alarm_rate < 1:
         raise ValueError(f"false-alarm rate must lie between 0 and 1, got {false_alarm_rate}")
     y = np.concatenate(labels)
@@ -135,19 +139,26 @@ def calibrate(scores, labels, false_alarm_rate=DEFAULT_FALSE_ALARM_RATE, details
                        "quarter of each held-out video's clips and compares them with the rest): use longer videos "
                        "or pass --label_free=False")
     units = (int((y == 1).sum()), int((y == 0).sum())) if units is None else units
-    scales = log_normalisation(scores, labels)
+    if normal is None:
+        normal, normal_labels, normal_clips = scores, labels, units[1]
+    else:
+        normal_labels = [np.zeros(n, np.int64) for n in normal.lengths]
+        normal_clips = sum(math.ceil(n / (clip_frames or 1)) for n in normal.lengths)
+    scales = log_normalisation(normal, normal_labels)
     if clip_frames is not None and GLOBAL_FUSION in scales:
         scales[GLOBAL_FUSION]["causal"] = {"clip_frames": int(clip_frames), "prior_clips": CAUSAL_PRIOR_CLIPS}
     weights, choice = choose_weights(scores, labels, scales, prior, (max(units[0], 1), max(units[1], 1)),
                                      [None] * len(labels) if kinds is None else kinds)
     calibration = {"weights": weights.__dict__.copy(), "normalisation": scales, "weights_choice": choice,
                    "false_alarm_rate": false_alarm_rate, **(details or {})}
-    total = calibrated_streams(scores, calibration)["total"]
-    calibration["threshold"] = alarm_threshold(total, labels, false_alarm_rate)
-    calibration["separation_auroc"] = micro_auroc(total, y)
+    if clip_frames is not None:
+        calibration["clip_frames"] = int(clip_frames)
+    calibration["separation_auroc"] = micro_auroc(calibrated_streams(scores, calibration)["total"], y)
+    total = calibrated_streams(normal, calibration)["total"]
+    calibration["threshold"] = alarm_threshold(total, normal_labels, false_alarm_rate)
     # Clip by clip (live) there are no future frames to smooth with: the same fusion unsmoothed, and
     # its own threshold at the same false-alarm rate.
-    total = calibrated_streams(scores, unsmoothed(calibration))["total"]
-    calibration["clip_threshold"] = alarm_threshold(total, labels, false_alarm_rate)
-    calibration["support"] = false_alarm_support(units[1], false_alarm_rate)
+    total = calibrated_streams(normal, unsmoothed(calibration))["total"]
+    calibration["clip_threshold"] = alarm_threshold(total, normal_labels, false_alarm_rate)
+    calibration["support"] = false_alarm_support(normal_clips, false_alarm_rate)
     return calibration

@@ -81,11 +81,31 @@ def alarm_rates(total, threshold, y):
             "detection_rate": float(alarms[y == 1].mean()) if (y == 1).any() else None}
 
 
+def rate_interval(hits, trials, confidence=0.95):
+    """(low, high): Clopper and Pearson's (1934) exact interval of a rate seen as ``hits`` of ``trials``
+    independent trials."""
+    from scipy.stats import beta      # scipy is slow to import: commands' --help skip it
+
+    tail = (1 - confidence) / 2
+    low = 0.0 if hits == 0 else float(beta.ppf(tail, hits, trials - hits + 1))
+    high = 1.0 if hits == trials else float(beta.ppf(1 - tail, hits + 1, trials - hits))
+    return low, high
+
+
+def measured_rate_interval(rate, normal_frames, clip_frames):
+    """{"normal_clips", "interval"}: the 95 % interval of a false-alarm ``rate`` measured on ``normal_frames``
+    frames that come in clips of ``clip_frames`` sharing a score: the clips are the independent trials."""
+    clips = max(1, round(normal_frames / clip_frames))
+    return {"normal_clips": clips, "interval": list(rate_interval(round(rate * clips), clips))}
+
+
 def label_free_results(scores, method, calibration):
     """The label-free column: AUROCs of the calibrated streams, and what the alarm threshold does on
     the scored videos (labels aligned with the scored frames): ``measured_false_alarm_rate`` on the
-    normal frames beside ``target_false_alarm_rate``, and, for a smoothed fusion, ``clip_alarms``: the
-    unsmoothed total against the clip threshold, as clip-by-clip (live) scoring alarms. JSON-ready."""
+    normal frames beside ``target_false_alarm_rate`` with its 95 % interval (``measured_false_alarm``:
+    counted in the calibration's clips, one frame where it has none), and, for a smoothed fusion,
+    ``clip_alarms``: the unsmoothed total against the clip threshold, as clip-by-clip (live) scoring
+    alarms. JSON-ready."""
     labels = scores.aligned_labels
     streams = method.calibrated(scores, calibration)
     results = {"weights": calibration["weights"], "threshold": calibration["threshold"],
@@ -95,6 +115,9 @@ def label_free_results(scores, method, calibration):
         y = np.concatenate(labels)
         results["alarms"] = alarm_rates(streams[method.total], calibration["threshold"], y)
         results["measured_false_alarm_rate"] = results["alarms"]["false_alarm_rate"]
+        if results["measured_false_alarm_rate"] is not None:
+            results["measured_false_alarm"] = measured_rate_interval(
+                results["measured_false_alarm_rate"], int((y == 0).sum()), calibration.get("clip_frames", 1))
         if calibration["weights"].get("sigma"):
             live = method.calibrated(scores, unsmoothed(calibration))[method.total]
             results["clip_alarms"] = alarm_rates(live, calibration["clip_threshold"], y)

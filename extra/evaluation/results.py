@@ -109,8 +109,13 @@ def alarms_text(free):
     """The label-free alarms in words: the measured false-alarm rate beside the target, the clip-by-clip
     (live) ones where they differ, and what the held-out footage cannot support."""
     alarms, target = free["alarms"], free["target_false_alarm_rate"]
-    measured = alarms["false_alarm_rate"]
-    ratio = "" if measured is None else f" ({measured / target:.2g} x the target)"
+    measured, spread = alarms["false_alarm_rate"], free.get("measured_false_alarm")
+    ratio = ""
+    if measured is not None:
+        interval = "" if spread is None else (f"; 95% interval {100 * spread['interval'][0]:.2g}-"
+                                              f"{100 * spread['interval'][1]:.2g}% over {spread['normal_clips']} "
+                                              f"normal test clips")
+        ratio = f" ({measured / target:.2g} x the target{interval})"
     text = (f"Label-free alarms (total > {free['threshold']:.4g}, set for {100 * target:g}% false alarms on normal "
             f"held-out training frames): {_pct(measured)}% of normal test frames{ratio}, "
             f"{_pct(alarms['detection_rate'])}% of anomalous test frames.")

@@ -65,11 +65,12 @@ class ReportCollector:
     """Fed every ClipResult of one source (``add``), then ``data`` gives what the page shows.
     ``explain`` (result -> per bank dicts, sorted by score; or None for a frame-level method) is asked
     once per alarm interval, for its peak clip, when the interval ends. ``raw``: the stream columns are
-    raw scores, not calibrated; ``source`` and ``model`` (paths) are named at the page's top."""
+    raw scores, not calibrated; ``source`` and ``model`` (paths) are named at the page's top;
+    ``false_alarm_rate``: the calibration's target, set beside the one measured where there is ground truth."""
 
-    def __init__(self, name, streams, explain=None, raw=False, source=None, model=None):
+    def __init__(self, name, streams, explain=None, raw=False, source=None, model=None, false_alarm_rate=None):
         self.name, self.streams, self.explain, self.raw = name, tuple(streams), explain, raw
-        self.source, self.model = source, model
+        self.source, self.model, self.false_alarm_rate = source, model, false_alarm_rate
         self.frames, self.times, self.fused, self.alarm = [], [], [], []
         self.columns = {stream: [] for stream in self.streams}
         self.thumbnails, self.step, self.due = [], 1, 0     # [frame, time, uri]; keep one every ``step`` frames
@@ -145,6 +146,9 @@ class ReportCollector:
         if self.left_out:
             notes.append(f"{len(intervals)} alarm intervals: the first {MAX_ALARMS} are shown in detail, the other "
                          f"{self.left_out} are listed only")
+        false_alarms = None if labels is None else self.false_alarms(labels)
+        if false_alarms is not None:
+            notes.append(false_alarms["note"])
         return {
             "name": self.name, "source": None if self.source is None else str(self.source),
             "model": None if self.model is None else str(self.model),
@@ -160,5 +164,20 @@ class ReportCollector:
             "ground_truth": None if labels is None else [[int(s), int(e), round(s / fps, 3), round(e / fps, 3)]
                                                          for s, e in intervals_from_labels(labels).T - 1],
             "thumbnails": {"every": self.step, "items": self.thumbnails},
+            "false_alarms": false_alarms,
             "notes": notes,
         }
+
+    def false_alarms(self, labels):
+        """{"measured", "target", "normal_frames", "note"}: the share of the scored normal frames (label 0;
+        frames past the labels count as normal) that alarmed, beside the calibration's target; None when no
+        scored frame is normal."""
+        labels = np.asarray(labels)
+        normal = [alarm for frame, alarm in zip(self.frames, self.alarm) if frame >= len(labels) or labels[frame] == 0]
+        if not normal:
+            return None
+        measured = float(np.mean(normal))
+        target = "" if self.false_alarm_rate is None else (
+            f", against a target of {100 * self.false_alarm_rate:g}% set on normal held-out training footage")
+        return {"measured": measured, "target": self.false_alarm_rate, "normal_frames": len(normal),
+                "note": f"false alarms: {100 * measured:.2f}% of the {len(normal)} normal frames scored{target}"}
