@@ -13,7 +13,7 @@ from extra.cli import (
 from extra.cli import footage_parser as shared_footage_parser
 from extra.config import DATASETS
 from extra.errors import VPCError
-from extra.evaluation.fusion import DEFAULT_FALSE_ALARM_RATE
+from extra.evaluation.alarms import DEFAULT_FALSE_ALARM_RATE
 from extra.pseudo_anomalies import SKIP_ENDS
 
 CLIP_LENGTH, SCORED_FRAME = 16, 8       # frames per clip; the clip's frame that is scored (SPEC 7)

@@ -12,7 +12,7 @@ from extra.cli import (
 )
 from extra.cli import footage_parser as shared_footage_parser
 from extra.errors import VPCError
-from extra.evaluation.fusion import DEFAULT_FALSE_ALARM_RATE
+from extra.evaluation.alarms import DEFAULT_FALSE_ALARM_RATE
 
 METHODS = ("pred", "recon")
 FEATURE_DIM = 512       # the encoder's output channels: the official --fdim / --mdim can be nothing else

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from extra.errors import VPCError
-from extra.evaluation.fusion import WEIGHTS, alarm_threshold, minmax_unguarded, normalisation, normalised, oriented
+from extra.evaluation.alarms import alarm_threshold
+from extra.evaluation.fusion import WEIGHTS, minmax_unguarded, normalisation, normalised, oriented
 from extra.evaluation.harness import MethodEvaluation
 from extra.evaluation.metrics import micro_auroc
 

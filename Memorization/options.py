@@ -7,7 +7,8 @@ model file stores. ``MemorizationRun`` adds where the run reads and writes and w
 from dataclasses import asdict, dataclass, field
 
 from extra.cli import RunContext
-from extra.evaluation.fusion import DEFAULT_FALSE_ALARM_RATE, FusionWeights
+from extra.evaluation.alarms import DEFAULT_FALSE_ALARM_RATE
+from extra.evaluation.fusion import FusionWeights
 from extra.workdir import WorkDir
 
 # The paper's memory banks (Memorization.banks.specs defines them): what a run uses unless --banks says.

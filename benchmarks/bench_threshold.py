@@ -216,7 +216,7 @@ def row(name, results, before):
     support = free["calibration"]["support"]
     held_out = f"{support['normal_clips']} clips: " + ("yes" if support["supported"] else "no")
     return (f"| {name} | {100 * free['target_false_alarm_rate']:g} | {was}{100 * measured:.2f} "
-            f"| {100 * low:.2g}-{100 * high:.2g} ({spread['normal_clips']} clips) | {within_two(results)} "
+            f"| {100 * low:.2g}-{100 * high:.2g} ({spread['normal']} {spread['unit']}) | {within_two(results)} "
             f"| {100 * live:.2f} | {was_auroc}{100 * label_free:.2f} | {100 * fixed:.2f} | {held_out} |")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from extra import config
 from extra.config import DATASETS, DatasetSettings
 from extra.errors import VPCError
-from extra.evaluation.fusion import DEFAULT_FALSE_ALARM_RATE
+from extra.evaluation.alarms import DEFAULT_FALSE_ALARM_RATE
 from extra.sharding import RayCluster, ray_cluster
 
 _TRUE = {"yes", "true", "t", "y", "1"}

@@ -9,7 +9,8 @@ windows show one consistent anomaly; temporal recipes need windows of two frames
 import numpy as np
 import torch
 
-from extra.errors import VPCError
+from extra.errors import VPCError, warn
+from extra.evaluation.alarms import false_alarm_support
 from extra.evaluation.scores import make_video_scores
 from extra.progress import progress
 from extra.pseudo_anomalies import (
@@ -125,11 +126,18 @@ def heldout_calibration(held_out, windows_of, score, state, streams, calibrate, 
     """A frame-level method's label-free calibration: the ``held_out`` pieces (extra.windows.Piece) as the
     method reads them (``windows_of(pieces)``), scored by ``score`` from ``state`` (calibration_sequences),
     then ``calibrate(VideoScores of ``streams``, labels, false-alarm rate, details)``; ``config``: seed,
-    false_alarm_rate. The details say what was held out and which recipes altered it."""
+    false_alarm_rate. The details say what was held out and which recipes altered it, the ``support`` what
+    the held-out normal frames (each counted once) can say about the rate (a warning where too little)."""
     if not held_out:
         raise VPCError("the label-free calibration needs training footage held out of training (--hold_out)")
     per_stream, labels, names, recipes = calibration_sequences(windows_of(held_out), score, state, config.seed)
     scores = make_video_scores(per_stream, labels, streams, names)
     details = {"held_out": [piece.name for piece in held_out], "recipes": list(recipes), "sequences": len(names),
                "seed": config.seed}
-    return calibrate(scores, labels, config.false_alarm_rate, details)
+    calibration = calibrate(scores, labels, config.false_alarm_rate, details)
+    # every recipe's sequence repeats its piece's normal frames: one sequence per piece counts them
+    normal_frames = sum(int((y == 0).sum()) for y in labels[::len(recipes)])
+    calibration["support"] = false_alarm_support(normal_frames, config.false_alarm_rate, "frames")
+    if not calibration["support"]["supported"]:
+        warn(calibration["support"]["note"])
+    return calibration

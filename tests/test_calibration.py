@@ -11,7 +11,8 @@ import torch
 from extra.evaluation.fusion import (
     FusionWeights, calibrated_streams, causal_standardised, causal_step, log_normalisation, normalised,
 )
-from extra.evaluation.harness import evaluate, measured_rate_interval, rate_interval
+from extra.evaluation.alarms import false_alarm_support, measured_rate_interval, rate_interval
+from extra.evaluation.harness import evaluate
 from extra.evaluation.metrics import micro_auroc
 from extra.evaluation.protocol import VIDEOPATCHCORE
 from extra.evaluation.results import alarms_text, format_results
@@ -20,7 +21,7 @@ from extra.make_demo import make_demo
 from extra.pseudo_anomalies import freeze_index, pasted, shuffled_grid, skip_index, swapped
 from Memorization.calibration.heldout import held_out_ratio
 from Memorization.calibration.weights import (
-    NEUTRAL, auroc_standard_error, calibrate, choose_weights, false_alarm_support, separation,
+    NEUTRAL, auroc_standard_error, calibrate, choose_weights, separation,
 )
 from Memorization.run import main as run_stage
 from ObjectDetection.run import main as detection_main
@@ -230,6 +231,11 @@ def test_false_alarm_support_says_when_the_footage_is_too_short():
                              "of them: it cannot be set reliably; give about 500 clips of normal footage or a higher "
                              "--false_alarm_rate")
     assert false_alarm_support(500, 0.01) == {"normal_clips": 500, "clips_above_threshold": 5.0, "supported": True}
+    # a frame-level method counts frames
+    assert false_alarm_support(6, 0.2, "frames") == {
+        "normal_frames": 6, "frames_above_threshold": pytest.approx(1.2), "supported": False,
+        "note": "the held-out normal footage gives 6 frames, so a false-alarm rate of 20% rests on 1.2 of them: it "
+                "cannot be set reliably; give about 25 frames of normal footage or a higher --false_alarm_rate"}
 
 
 def test_held_out_banks_keep_the_model_bank_size():
@@ -248,7 +254,7 @@ def test_label_free_column_uses_the_calibration_only():
     assert free["alarms"] == {"false_alarm_rate": 1 / 8, "detection_rate": 1.0}
     assert free["measured_false_alarm_rate"] == 1 / 8 and free["target_false_alarm_rate"] == 0.25
     # no clips in this calibration: each of the 8 normal frames is a trial, 1 alarmed
-    assert free["measured_false_alarm"] == {"normal_clips": 8, "interval": list(rate_interval(1, 8))}
+    assert free["measured_false_alarm"] == {"normal": 8, "unit": "frames", "interval": list(rate_interval(1, 8))}
     assert f"(0.5 x the target; 95% interval {100 * rate_interval(1, 8)[0]:.2g}-" in alarms_text(free)
     assert "clip_alarms" not in free                              # sigma 0: live alarms are the same
 
@@ -460,8 +466,8 @@ def test_the_measured_rate_has_its_exact_interval_counted_in_clips():
     # 1 hit of 1: P(X >= 1) = p = 2.5 % at the low end
     assert rate_interval(1, 1) == (pytest.approx(0.025), 1.0)
     # 16 normal frames in clips of 4 are 4 trials; a rate of 25 % is 1 of them
-    assert measured_rate_interval(0.25, 16, 4) == {"normal_clips": 4, "interval": list(rate_interval(1, 4))}
-    assert measured_rate_interval(0.0, 3, 4)["normal_clips"] == 1       # at least one trial
+    assert measured_rate_interval(0.25, 16, 4) == {"normal": 4, "unit": "clips", "interval": list(rate_interval(1, 4))}
+    assert measured_rate_interval(0.0, 3, 4)["normal"] == 1       # at least one trial
 
 
 def test_the_calibration_records_its_clip_length():

@@ -125,6 +125,11 @@ def test_a_run_trained_with_hold_out_has_a_label_free_column(data, tmp_path, cap
     # 8 windows of 5 frames in the held-out video, 6 recipes, a stretch of 2 windows each
     assert free["calibration"]["sequences"] == 6 and free["calibration"]["recipes"][0] == "reverse"
     assert 0 <= free["alarms"]["false_alarm_rate"] <= 1
+    # 6 normal windows (frames) held out: a 20 % rate rests on 1.2 of them, and the run says so
+    support = free["calibration"]["support"]
+    assert support["normal_frames"] == 6 and not support["supported"]
+    assert f"Note: {support['note']}." in report
+    assert free["measured_false_alarm"]["unit"] == "frames"
 
 
 def test_own_footage_fit_and_score_with_mnad(data, tmp_path, capsys):

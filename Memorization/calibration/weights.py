@@ -18,7 +18,7 @@ Memorization.calibration.heldout), without any test label.
 - **alarm threshold**: the (1 - false-alarm rate) quantile of the total over normal held-out frames;
   ``clip_threshold`` is the same for the unsmoothed total, which scoring clip by clip uses;
 - **support**: how many normal held-out clips the threshold rests on; with fewer than
-  MIN_CLIPS_ABOVE of them expected above it, the rate cannot be set (or measured) reliably, and the
+  MIN_UNITS_ABOVE of them expected above it (extra.evaluation.alarms), the rate cannot be set (or measured) reliably, and the
   calibration says so.
 
 A calibration is plain JSON: it travels in the model file and beside the memory banks.
@@ -28,10 +28,10 @@ import math
 import numpy as np
 
 from extra.errors import VPCError
+from extra.evaluation.alarms import DEFAULT_FALSE_ALARM_RATE, alarm_threshold, false_alarm_support
 from extra.evaluation.fusion import (
-    CAUSAL_PRIOR_CLIPS, DEFAULT_FALSE_ALARM_RATE, GLOBAL_FUSION, SIGMAS, WEIGHTS, FusionWeights, alarm_threshold,
-    calibrated_local_stream, calibrated_streams, complement, log_normalisation, normalised_banks, per_video,
-    total_score, unsmoothed,
+    CAUSAL_PRIOR_CLIPS, GLOBAL_FUSION, SIGMAS, WEIGHTS, FusionWeights, calibrated_local_stream, calibrated_streams,
+    complement, log_normalisation, normalised_banks, per_video, total_score, unsmoothed,
 )
 from extra.evaluation.metrics import micro_auroc
 
@@ -41,7 +41,6 @@ from extra.evaluation.metrics import micro_auroc
 CALIBRATION_VERSION = 3
 NEUTRAL = FusionWeights.chosen(0.5, 0.5, 0)
 STANDARD_ERRORS = 2.0       # how far the grid's best must beat the prior to replace it
-MIN_CLIPS_ABOVE = 5         # normal clips expected above the threshold for a rate to be set reliably
 
 
 def grid_weights(scores, labels, scales):
@@ -103,20 +102,6 @@ def choose_weights(scores, labels, scales, prior, units, kinds):
               "grid_best_auroc": best_auroc, "margin": margin, "grid_best_worse_on": worse,
               "kept": "grid_best" if steered else "prior"}
     return (best if steered else prior), record
-
-
-def false_alarm_support(normal_clips, false_alarm_rate):
-    """What the held-out normal footage can say about ``false_alarm_rate``: JSON-ready, with a one-line
-    ``note`` where fewer than MIN_CLIPS_ABOVE clips are expected above the threshold."""
-    above = normal_clips * false_alarm_rate
-    support = {"normal_clips": int(normal_clips), "clips_above_threshold": above,
-               "supported": above >= MIN_CLIPS_ABOVE}
-    if not support["supported"]:
-        support["note"] = (f"the held-out normal footage gives {int(normal_clips)} clips, so a false-alarm rate of "
-                           f"{100 * false_alarm_rate:g}% rests on {above:.2g} of them: it cannot be set reliably; "
-                           f"give about {math.ceil(MIN_CLIPS_ABOVE / false_alarm_rate)} clips of normal footage or "
-                           f"a higher --false_alarm_rate")
-    return support
 
 
 def calibrate(scores, labels, false_alarm_rate=DEFAULT_FALSE_ALARM_RATE, details=None, prior=NEUTRAL, units=None,

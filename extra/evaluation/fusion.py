@@ -40,10 +40,9 @@ LOCAL_FUSION = ("spatial", "temporal")
 GLOBAL_FUSION = "highlevel"
 # How reports and figures name the fused streams.
 FUSED_TITLES = {"local": "local (spatial+temporal)", "total": "total (local+global)"}
-# The calibration's normalisation and alarm threshold.
+# The calibration's normalisation.
 HIGH_PERCENTILE = 99.0
 LOG_LOW_PERCENTILE, LOG_HIGH_PERCENTILE = 50.0, 90.0
-DEFAULT_FALSE_ALARM_RATE = 0.01
 # The high-level bank's causal per-video standardisation: the clips' worth of prior (level 0, spread 1)
 # behind its running mean and spread.
 CAUSAL_PRIOR_CLIPS = 1.0
@@ -203,12 +202,6 @@ def oriented(scores, signs):
     from dataclasses import replace
 
     return replace(scores, banks={name: [signs[name] * x for x in vectors] for name, vectors in scores.banks.items()})
-
-
-def alarm_threshold(total, labels, false_alarm_rate):
-    """The score above which ``false_alarm_rate`` of the normal frames (label 0) of ``total`` lie."""
-    normal = np.concatenate(labels) == 0
-    return float(np.quantile(total[normal], 1 - false_alarm_rate))
 
 
 def normalised(x, scale):

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from extra.evaluation.alarms import alarm_rates, measured_rate_interval
 from extra.evaluation.fusion import unsmoothed
 from extra.evaluation.metrics import stream_aurocs
 
@@ -71,32 +72,6 @@ def evaluate(scores, method, fixed_weights, calibration=None):
     if calibration is not None:
         results["label_free"] = label_free_results(scores, method, calibration)
     return results
-
-
-def alarm_rates(total, threshold, y):
-    """{"false_alarm_rate", "detection_rate"}: the share of normal and of anomalous frames whose ``total``
-    lies above ``threshold`` (None without such frames)."""
-    alarms = total > threshold
-    return {"false_alarm_rate": float(alarms[y == 0].mean()) if (y == 0).any() else None,
-            "detection_rate": float(alarms[y == 1].mean()) if (y == 1).any() else None}
-
-
-def rate_interval(hits, trials, confidence=0.95):
-    """(low, high): Clopper and Pearson's (1934) exact interval of a rate seen as ``hits`` of ``trials``
-    independent trials."""
-    from scipy.stats import beta      # scipy is slow to import: commands' --help skip it
-
-    tail = (1 - confidence) / 2
-    low = 0.0 if hits == 0 else float(beta.ppf(tail, hits, trials - hits + 1))
-    high = 1.0 if hits == trials else float(beta.ppf(1 - tail, hits + 1, trials - hits))
-    return low, high
-
-
-def measured_rate_interval(rate, normal_frames, clip_frames):
-    """{"normal_clips", "interval"}: the 95 % interval of a false-alarm ``rate`` measured on ``normal_frames``
-    frames that come in clips of ``clip_frames`` sharing a score: the clips are the independent trials."""
-    clips = max(1, round(normal_frames / clip_frames))
-    return {"normal_clips": clips, "interval": list(rate_interval(round(rate * clips), clips))}
 
 
 def label_free_results(scores, method, calibration):

@@ -113,8 +113,8 @@ def alarms_text(free):
     ratio = ""
     if measured is not None:
         interval = "" if spread is None else (f"; 95% interval {100 * spread['interval'][0]:.2g}-"
-                                              f"{100 * spread['interval'][1]:.2g}% over {spread['normal_clips']} "
-                                              f"normal test clips")
+                                              f"{100 * spread['interval'][1]:.2g}% over {spread['normal']} "
+                                              f"normal test {spread['unit']}")
         ratio = f" ({measured / target:.2g} x the target{interval})"
     text = (f"Label-free alarms (total > {free['threshold']:.4g}, set for {100 * target:g}% false alarms on normal "
             f"held-out training frames): {_pct(measured)}% of normal test frames{ratio}, "
