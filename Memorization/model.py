@@ -27,7 +27,9 @@ from extra.evaluation.scores import VideoScores
 from extra.io import atomic_path
 from extra.store import FileKind, load_tensor, save_tensor
 from Memorization.banks.coreset import Coreset, build_memory_bank
-from Memorization.banks.origins import Provenance, bank_items, is_whole_clip, items_per_clip, row_items
+from Memorization.banks.origins import (
+    Provenance, bank_items, is_whole_clip, items_per_clip, load_origins, row_items, save_origins,
+)
 from Memorization.banks.scores import score_clips
 from Memorization.banks.specs import BANKS, bank_kind, bank_path, bank_record, specs_of, training_patches
 from Memorization.options import BANK_ORDERS, MethodConfig, method_record
@@ -281,17 +283,23 @@ class VideoPatchCore:
         return model
 
     def save_bank_files(self, work, backbone_fields):
-        """Each bank in the authors' layout (``bank_path``), with its settings record."""
+        """Each bank in the authors' layout (``bank_path``), with its settings record, and beside it the
+        provenance of its rows where the model has it (Memorization.banks.origins.save_origins)."""
         for spec in self.specs:
-            save_tensor(self.banks[spec.name], bank_path(work, spec, self.method),
-                        bank_record(spec, self.method, backbone_fields))
+            path = bank_path(work, spec, self.method)
+            save_tensor(self.banks[spec.name], path, bank_record(spec, self.method, backbone_fields))
+            if self.provenance is not None and spec.name in self.provenance.rows:
+                save_origins(self.provenance, spec.name, self.banks[spec.name], path)
 
     @classmethod
     def from_bank_files(cls, work, method, backbone_fields, specs=None):
         """A model of the banks saved in the working directory (ours, or the authors' published ones),
-        each checked against the settings this run would record; ``specs``: default, the method's."""
+        each checked against the settings this run would record, with the provenance kept beside them
+        (none for the authors' files); ``specs``: default, the method's."""
         specs = specs_of(method.banks) if specs is None else specs
-        banks = {spec.name: load_tensor(bank_path(work, spec, method), bank_kind(spec),
-                                        bank_record(spec, method, backbone_fields)) for spec in specs}
-        return cls(method, specs, banks, backbone_fields)
+        paths = {spec.name: bank_path(work, spec, method) for spec in specs}
+        banks = {spec.name: load_tensor(paths[spec.name], bank_kind(spec), bank_record(spec, method, backbone_fields))
+                 for spec in specs}
+        provenance = Provenance.joined([load_origins(name, bank, paths[name]) for name, bank in banks.items()])
+        return cls(method, specs, banks, backbone_fields, provenance=provenance)
 

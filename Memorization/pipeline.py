@@ -26,7 +26,7 @@ from extra.progress import progress
 from extra.provenance import read_json_record, write_json_record
 from extra.sharding import map_videos
 from extra.store import open_clip_file, read_clip_file
-from Memorization.banks.origins import items_per_clip, training_origins
+from Memorization.banks.origins import Provenance, items_per_clip, training_origins
 from Memorization.banks.search_check import SearchCheck
 from Memorization.banks.specs import STREAMS, bank_path, specs_of, stream_titles, streams_of
 from Memorization.calibration.weights import CALIBRATION_VERSION
@@ -182,7 +182,7 @@ def memory_of(run, backbone, fields, device):
     """The model of the run's banks and whether a bank was built now: each bank reused when it is saved
     with this run's settings, the others built from the training features (extracted where missing) and
     saved (a bank added to a run costs its own coresets alone). The model has the provenance of the banks
-    built now (a bank file keeps none)."""
+    built now and of those reused that keep it beside them (not the authors' files)."""
     work, method = run.work, run.method
     specs = specs_of(method.banks)
     missing = [spec for spec in specs if not bank_path(work, spec, method).is_file()]
@@ -190,18 +190,18 @@ def memory_of(run, backbone, fields, device):
         raise VPCError(f"memory bank not found: {bank_path(work, missing[0], method)}; run with --save_memory=True "
                        f"to build it")
     to_build = specs if run.save_memory and run.overwrite else missing
-    banks = VideoPatchCore.from_bank_files(work, method, fields, [s for s in specs if s not in to_build]).banks
+    reused = VideoPatchCore.from_bank_files(work, method, fields, [s for s in specs if s not in to_build])
+    banks, provenance = reused.banks, reused.provenance
     if banks:
         print("memory banks: reusing " + ", ".join(f"{name} {tuple(bank.shape)}" for name, bank in banks.items()),
               flush=True)
-    provenance = None
     if to_build:
         train_videos = list_videos(run.context.settings, run.context.data_root, "train", method.consecutive)
         extract_split_features(train_videos, "train", run, backbone)
         built = fitted_model(run, train_videos, fields, to_build, device)
         built.save_bank_files(work, fields)
         banks.update(built.banks)
-        provenance = built.provenance
+        provenance = Provenance.joined([built.provenance, provenance])
     return (VideoPatchCore(method, specs, {spec.name: banks[spec.name] for spec in specs}, provenance=provenance),
             bool(to_build))
 

@@ -211,14 +211,15 @@ def is_finished(path, kind, record, n_clips, overwrite=False, verify=False):
 
 # --- tensor files ------------------------------------------------------------------------------------
 
-def _content(tensor):
+def tensor_content(tensor):
+    """What a tensor's sidecar records of its content: shape, dtype and CRC-32 of its bytes."""
     array = tensor.detach().cpu().contiguous().numpy()
     return {"shape": list(array.shape), "dtype": str(array.dtype), "crc32": crc32(array)}
 
 
 def save_tensor(tensor, path, record):
     """Write ``tensor`` (torch.save, the authors' format) with its record and content in the sidecar."""
-    write_sidecar_record(path, {**record, CONTENT_KEY: _content(tensor)})
+    write_sidecar_record(path, {**record, CONTENT_KEY: tensor_content(tensor)})
     with atomic_path(path, needed_bytes=tensor.nbytes) as tmp:
         torch.save(tensor.detach().cpu(), tmp)
 
@@ -239,7 +240,7 @@ def load_tensor(path, kind, record, ndim=2):
     if not isinstance(tensor, torch.Tensor) or tensor.ndim != ndim:
         found = f"a {tensor.ndim}-D tensor" if isinstance(tensor, torch.Tensor) else f"a {type(tensor).__name__}"
         raise damaged(path, kind, f"expected a {ndim}-D tensor, found {found}")
-    if content is not None and _content(tensor) != content:
+    if content is not None and tensor_content(tensor) != content:
         raise damaged(path, kind, "its content differs from what was recorded when it was written")
     return tensor
 

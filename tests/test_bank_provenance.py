@@ -5,6 +5,8 @@ by its nearest bank rows (Memorization.explain)."""
 import json
 from dataclasses import replace
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -265,7 +267,7 @@ def run_stages(root, weights, work, *flags):
     return model
 
 
-def test_dataset_runs_record_the_same_provenance_on_ray_and_none_for_reused_banks(tmp_path):
+def test_dataset_runs_record_the_same_provenance_on_ray_and_keep_it_beside_the_bank_files(tmp_path, capsys):
     ray = pytest.importorskip("ray")
     from extra.sharding import RayCluster, connect
 
@@ -284,7 +286,34 @@ def test_dataset_runs_record_the_same_provenance_on_ray_and_none_for_reused_bank
     for spec in single.specs:
         assert torch.equal(sharded.banks[spec.name], single.banks[spec.name])
         assert torch.equal(sharded.provenance.rows[spec.name], single.provenance.rows[spec.name])
-    # banks reused from their files (which keep no provenance): the model file has none, and loads
+    # banks reused from their files: the provenance kept beside them, the same as when they were built
     model_file = next((tmp_path / "single" / "models").rglob("*.vpc"))
     model_file.unlink()
+    reused = VideoPatchCore.load(run_stages(tmp_path, weights, tmp_path / "single"))
+    assert reused.provenance.videos == single.provenance.videos
+    for spec in single.specs:
+        assert torch.equal(reused.provenance.rows[spec.name], single.provenance.rows[spec.name])
+    # one bank's provenance copied over another's (it belongs to another bank: said, left out); the authors'
+    # bank files keep none (the others removed): the model has none, and loads
+    origins = {path.name.split("_")[0]: path for path in (tmp_path / "single").rglob("*.origins")}
+    assert sorted(origins) == ["highlevel", "spatial", "temporal"]
+    for suffix in ("", ".json"):
+        Path(f"{origins['temporal']}{suffix}").replace(f"{origins['spatial']}{suffix}")
+        Path(f"{origins['highlevel']}{suffix}").unlink()
+    capsys.readouterr()
+    model_file.unlink()
     assert VideoPatchCore.load(run_stages(tmp_path, weights, tmp_path / "single")).provenance is None
+    assert (f"warning: {origins['spatial']} does not fit the spatial memory bank beside it: the bank's rows go "
+            f"without provenance") in capsys.readouterr().err
+
+
+def test_joined_provenance_keeps_the_banks_of_the_first_parts_videos():
+    videos, others = [{"name": "01", "source": "/a"}], [{"name": "09", "source": "/b"}]
+    spatial = torch.zeros(2, len(ORIGIN_COLUMNS), dtype=torch.int32)
+    temporal = torch.ones(1, len(ORIGIN_COLUMNS), dtype=torch.int32)
+    assert Provenance.joined([None, None]) is None
+    parts = [None, Provenance(videos, {"spatial": spatial}), Provenance(videos, {"temporal": temporal}),
+             Provenance(others, {"highlevel": temporal})]
+    joined = Provenance.joined(parts)
+    assert joined.videos == videos and sorted(joined.rows) == ["spatial", "temporal"]
+    assert joined.rows["temporal"] is temporal

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from extra.evaluation.fusion import (
-    FusionWeights, calibrated_streams, causal_standardised, causal_step, log_normalisation, normalised,
+    FusionWeights, calibrated_streams, causal_standardised, causal_step, clip_values, log_normalisation, normalised,
 )
 from extra.evaluation.alarms import false_alarm_support, measured_rate_interval, rate_interval
 from extra.evaluation.harness import evaluate
@@ -400,6 +400,10 @@ def test_causal_standardised_reads_clips_and_never_later_frames():
     np.testing.assert_allclose(causal_standardised(np.array([1.0, 1.0, 3.0]), 2), [1.0, 1.0, 2.5 / np.sqrt(0.625)])
     # every video starts afresh: the same vector gives the same values wherever it comes
     np.testing.assert_allclose(causal_standardised(x[:2], 2), [1.0, 1.0])
+    # scored a clip at a time after its earlier clips' values, the video gives the same bits
+    np.testing.assert_array_equal(clip_values(x, 2), [1.0, 3.0, -1.0])
+    pieces = [causal_standardised(x[start:start + 2], 2, earlier=clip_values(x[:start], 2)) for start in (0, 2, 4)]
+    np.testing.assert_array_equal(np.concatenate(pieces), causal_standardised(x, 2))
 
 
 def test_calibrate_with_clip_frames_standardises_the_high_level_bank_causally():
@@ -418,6 +422,17 @@ def test_calibrate_with_clip_frames_standardises_the_high_level_bank_causally():
     np.testing.assert_allclose(streams["highlevel"], expected)
     # the spatial bank is mapped as before
     np.testing.assert_allclose(streams["spatial"], normalised(np.concatenate(spatial), causal["normalisation"]["spatial"]))
+    # a video scored a clip at a time, after its earlier clips' values: the whole video's streams
+    video = make_video_scores({"spatial": [spatial[0]], "temporal": [spatial[0]], "highlevel": [high[0]]},
+                              [labels[0]], STREAMS)
+    whole = calibrated_streams(video, causal)
+    scale = causal["normalisation"]["highlevel"]
+    for start in (0, 2, 4):
+        clip = make_video_scores({"spatial": [spatial[0][start:start + 2]], "temporal": [spatial[0][start:start + 2]],
+                                  "highlevel": [high[0][start:start + 2]]}, [labels[0][start:start + 2]], STREAMS)
+        earlier = {"highlevel": clip_values(normalised(high[0][:start], scale), 2)}
+        np.testing.assert_array_equal(calibrated_streams(clip, causal, earlier)["total"],
+                                      whole["total"][start:start + 2])
     # the threshold is the quantile of the causal total over the normal frames
     total = calibrated_streams(scores, causal)["total"]
     assert causal["threshold"] == pytest.approx(np.quantile(total[np.concatenate(labels) == 0], 0.75))

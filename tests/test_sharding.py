@@ -66,8 +66,8 @@ def test_sharded_stages_write_the_same_files_and_banks_as_one_process(data, sing
     run_stages(root, weights, sharded, "--ray=local")
     assert "coresets of training videos: 3/3 done" in capsys.readouterr().out      # the banks' coresets ran on Ray
     outputs = stage_outputs(single)
-    # 5 object batches, 10 feature files, 3 memory banks and their records
-    assert [sum(name.endswith(end) for name in outputs) for end in (".h5", ".pt", ".json")] == [15, 3, 3]
+    # 5 object batches, 10 feature files, 3 memory banks, the origins of their rows, and the records of both
+    assert [sum(name.endswith(end) for name in outputs) for end in (".h5", ".pt", ".origins", ".json")] == [15, 3, 3, 6]
     assert output_differences(single, sharded) == []
     scores = next(single.glob("results/avenue/32/*/scores.npz")).relative_to(single)
     with np.load(single / scores) as expected, np.load(sharded / scores) as actual:

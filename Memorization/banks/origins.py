@@ -12,14 +12,18 @@ is [x1, y1, x2, y2] in that frame's pixels, truncated to integers as the crops a
 (x2 and y2 excluded); -1s where the object batches kept no box (the authors' files) or for a whole clip.
 
 ``Provenance`` holds per bank an int32 tensor (M, len(ORIGIN_COLUMNS)), and the training videos'
-names and sources (a video file or a folder of frames).
+names and sources (a video file or a folder of frames). The model file keeps it; beside a bank file
+in the authors' layout it is kept as ``<bank>.origins`` (``save_origins``), tied to the bank's content,
+so a run that reuses the bank files has it too.
 """
 import json
 from dataclasses import dataclass
 
 import torch
 
-from extra.store import is_empty_clip
+from extra.errors import FileKind, VPCError, warn
+from extra.provenance import read_sidecar_record
+from extra.store import is_empty_clip, load_tensor, save_tensor, tensor_content
 from Memorization.banks.coreset import group_positions
 from ObjectDetection.boxes import key_frame_offset
 
@@ -135,6 +139,19 @@ class Provenance:
         return json.dumps({"columns": list(ORIGIN_COLUMNS), "videos": self.videos}, sort_keys=True)
 
     @classmethod
+    def joined(cls, parts):
+        """One Provenance of the banks of ``parts`` (None where a part has none): those of the first part's
+        training videos; None without any."""
+        parts = [part for part in parts if part is not None]
+        if not parts:
+            return None
+        rows = {}
+        for part in parts:
+            if part.videos == parts[0].videos:
+                rows.update(part.rows)
+        return cls(parts[0].videos, rows)
+
+    @classmethod
     def read(cls, text, tensors, banks):
         """The provenance of a model file (``text``: its JSON, None without; ``tensors``: all its tensors;
         ``banks``: {name: bank}), or None; ValueError saying what does not fit."""
@@ -152,3 +169,40 @@ class Provenance:
                     len(table) and not 0 <= int(table[:, 0].min()) <= int(table[:, 0].max()) < len(videos)):
                 raise ValueError(f"the provenance of its {name} memory bank does not match the bank")
         return cls(videos, rows)
+
+
+ORIGINS_KIND = FileKind("provenance of a memory bank", "rerun Memorization/run.py with --overwrite=True to build "
+                                                       "the bank and its provenance again")
+
+
+def origins_path(bank_file):
+    """Where the provenance of a bank file's rows is kept: beside it, not a .pt (globs of bank files skip it)."""
+    return bank_file.with_name(bank_file.stem + ".origins")
+
+
+def origins_record(bank, videos):
+    """What a bank's origins file records: its columns, the training videos, the content of the bank it is of."""
+    return {"columns": list(ORIGIN_COLUMNS), "videos": videos, "bank": tensor_content(bank)}
+
+
+def save_origins(provenance, name, bank, bank_file):
+    """The provenance of bank ``name`` (``bank``, saved at ``bank_file``) beside the bank file."""
+    save_tensor(provenance.rows[name], origins_path(bank_file), origins_record(bank, provenance.videos))
+
+
+def load_origins(name, bank, bank_file):
+    """The Provenance of bank ``name`` kept beside its file (``save_origins``), or None where none is kept,
+    or (said) where the one kept does not belong to this bank: the bank then goes without provenance."""
+    path = origins_path(bank_file)
+    record = read_sidecar_record(path) if path.is_file() else None
+    if record is None:
+        return None
+    try:
+        videos = record.get("videos")
+        rows = load_tensor(path, ORIGINS_KIND, origins_record(bank, videos))
+        return Provenance.read(json.dumps({"columns": record.get("columns"), "videos": videos}),
+                               {f"provenance.{name}": rows}, {name: bank})
+    except (VPCError, ValueError, TypeError):
+        warn(f"{path} does not fit the {name} memory bank beside it: the bank's rows go without provenance "
+             f"(alarm reports without the nearest normal memory); {ORIGINS_KIND.remedy}")
+        return None

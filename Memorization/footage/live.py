@@ -8,8 +8,8 @@ import numpy as np
 
 from extra.errors import VPCError, warn
 from extra.evaluation.fusion import (
-    GLOBAL_FUSION, LOCAL_FUSION, calibrated_local, calibrated_streams, causal_step, normalised, objects_fused,
-    total_score, unsmoothed,
+    GLOBAL_FUSION, LOCAL_FUSION, calibrated_local, calibrated_streams, clip_values, normalised, objects_fused,
+    unsmoothed,
 )
 from extra.evaluation.scores import VideoScores
 from extra.footage_outputs import ClipResult
@@ -61,21 +61,15 @@ class FootageScorer:
         """ClipResult of every clip of ``source`` (extra.sources.ClipReader), in order, as they are ready.
         A causally standardised high-level bank (fusion.causal_standardised) is standardised by the
         source's earlier clips, kept here: the same values as the whole video scored at once."""
-        streams = self.model.streams
-        causal = self.calibration["normalisation"].get(GLOBAL_FUSION, {}).get("causal")
-        earlier = []        # the source's earlier clips' normalised high-level scores
+        streams, scales = self.model.streams, self.calibration["normalisation"]
+        earlier = {bank: [] for bank, scale in scales.items() if scale.get("causal")}   # the source's clip values
         for clip, lf, gf, boxes in self.features.clips(source):
             items, features = {}, VideoFeatures({"local": [lf], "global": [gf]})
             banks = self.model.score_banks(features, self.features.device, items)
             single = VideoScores(["clip"], {bank: [x] for bank, x in banks.items()}, streams)
-            calibrated = calibrated_streams(single, self.calibration)
-            if causal is not None:      # alone, the clip was standardised as a first clip: by no history
-                value = normalised(banks[GLOBAL_FUSION], self.calibration["normalisation"][GLOBAL_FUSION])
-                calibrated[GLOBAL_FUSION] = causal_step(value, earlier, causal["prior_clips"])
-                earlier.append(float(value.mean()))
-                weights = self.calibration["weights"]
-                calibrated["total"] = total_score(weights["b1"], weights["b2"], calibrated["local"],
-                                                  calibrated[GLOBAL_FUSION])
+            calibrated = calibrated_streams(single, self.calibration, earlier)
+            for bank, values in earlier.items():
+                values.extend(clip_values(normalised(banks[bank], scales[bank]), len(banks[bank])))
             fused = calibrated["total"]
             objects = calibrated_local(*(np.asarray(items[bank]) for bank in LOCAL_FUSION), self.calibration)
             columns = banks if self.raw else {bank: calibrated[bank] for bank in banks}

@@ -223,28 +223,37 @@ def causal_step(value, earlier, prior_clips=CAUSAL_PRIOR_CLIPS):
     return (value - mean) / np.sqrt(variance)
 
 
-def causal_standardised(x, clip_frames, prior_clips=CAUSAL_PRIOR_CLIPS):
+def causal_standardised(x, clip_frames, prior_clips=CAUSAL_PRIOR_CLIPS, earlier=()):
     """One video's normalised per-frame scores, clip by clip (``clip_frames`` frames share a score; a last,
     shorter run of frames counts as one clip), each clip ``causal_step`` of the video's earlier clips: no
-    statistic of later frames enters, so live scoring computes the same as the video comes."""
+    statistic of later frames enters, so live scoring computes the same as the video comes. ``earlier``: the
+    clip values (``clip_values``) of the video before ``x``, when ``x`` continues it."""
     x = np.asarray(x, dtype=np.float64)
     starts = range(0, x.size, clip_frames)
-    clips = np.array([x[start:start + clip_frames].mean() for start in starts])
+    clips = np.concatenate([np.asarray(earlier, dtype=np.float64), clip_values(x, clip_frames)])
     out = np.empty_like(x)
     for c, start in enumerate(starts):
-        out[start:start + clip_frames] = causal_step(x[start:start + clip_frames], clips[:c], prior_clips)
+        out[start:start + clip_frames] = causal_step(x[start:start + clip_frames], clips[:len(earlier) + c],
+                                                     prior_clips)
     return out
 
 
-def normalised_banks(scores, scales):
+def clip_values(x, clip_frames):
+    """The mean of each clip of ``clip_frames`` frames of ``x`` (a last, shorter run is one clip)."""
+    return np.array([x[start:start + clip_frames].mean() for start in range(0, len(x), clip_frames)])
+
+
+def normalised_banks(scores, scales, earlier=None):
     """{bank: [normalised vector per video]} of VideoScores; a bank whose scale says ``causal``
     ({"clip_frames", "prior_clips"}) is then standardised per video by its earlier clips
-    (``causal_standardised``)."""
+    (``causal_standardised``), after the clip values ``earlier[bank]`` where given (a video scored as it
+    comes, one piece at a time)."""
     banks = {}
     for bank, vectors in scores.banks.items():
         causal = scales[bank].get("causal")
         banks[bank] = [normalised(v, scales[bank]) if causal is None else
-                       causal_standardised(normalised(v, scales[bank]), causal["clip_frames"], causal["prior_clips"])
+                       causal_standardised(normalised(v, scales[bank]), causal["clip_frames"], causal["prior_clips"],
+                                           (earlier or {}).get(bank, ()))
                        for v in vectors]
     return banks
 
@@ -270,11 +279,12 @@ def calibrated_local_stream(banks, a1, a2, sigma):
     return per_video([local_score(a1, a2, s, t) for s, t in zip(spatial, temporal)], sigma)
 
 
-def calibrated_streams(scores, calibration):
+def calibrated_streams(scores, calibration, earlier=None):
     """Per-frame score of every bank and fused stream over all frames, as the calibration defines
-    them: normalised per bank, smoothed per video, no statistic of the scored videos used."""
+    them: normalised per bank, smoothed per video, no statistic of the scored videos used but, for a
+    causally standardised bank, each video's earlier clips (``earlier``: see ``normalised_banks``)."""
     weights = FusionWeights(**calibration["weights"])
-    banks = normalised_banks(scores, calibration["normalisation"])
+    banks = normalised_banks(scores, calibration["normalisation"], earlier)
     streams = {bank: per_video(vectors, weights.sigma) for bank, vectors in banks.items()}
     if fusable(banks):
         local = calibrated_local_stream(banks, weights.a1, weights.a2, weights.sigma)
