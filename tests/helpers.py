@@ -44,6 +44,34 @@ def make_run(work_dir, dataset="avenue", consecutive=2, data_root=None, overwrit
                            FusionWeights.chosen(0.5, 0.5, 0), overwrite=overwrite)
 
 
+def to_mp4(source, path, frames=None):
+    """A video (file or frames) written again as .mp4 (mp4v), optionally only its first ``frames``."""
+    from extra.datasets import open_video
+
+    video = open_video(source)
+    images = video.frames_at(range(video.n_raw_frames if frames is None else frames))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, images[0].shape[1::-1])
+    for image in images:
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def normal_footage(root, n_frames, names=None):
+    """(data, normal): demo data under ``root/data`` (3 training and 1 test video of ``n_frames`` frames,
+    160 x 96) and its training videos written again as .mp4 files into ``root/normal``, named ``names``
+    (default "cam 01", ...): normal footage of one camera for fit.py."""
+    from extra.make_demo import make_demo
+
+    data = make_demo(root / "data", "avenue", seed=0, n_train=3, n_test=1, n_frames=n_frames, width=160, height=96)
+    normal = root / "normal"
+    normal.mkdir()
+    sources = sorted((data / "training" / "frames").iterdir())
+    for path, name in zip(sources, names or [f"cam {path.name}" for path in sources]):
+        to_mp4(path, normal / f"{name}.mp4")
+    return data, normal
+
+
 def small_random_checkpoint(path):
     """A tiny CLIP ResNet (taps of 64 + 128 channels) with seeded random weights, saved as a user's
     weights file would be; loaded back it says RANDOM WEIGHTS."""

@@ -18,7 +18,7 @@ from Memorization.banks.specs import BankSpec
 from Memorization.explain import explain_clip
 from Memorization.model import VideoFeatures, VideoPatchCore, video_coresets
 from Memorization.options import MethodConfig
-from tests.helpers import small_random_checkpoint, synthetic_features
+from tests.helpers import normal_footage, small_random_checkpoint, synthetic_features
 
 D = 3
 C = 8
@@ -188,14 +188,9 @@ def test_a_clip_is_explained_by_its_nearest_bank_rows():
 def footage(tmp_path_factory):
     """fit.py on three normal .mp4 files (motion detector, tiny random encoder): the model and its work folder."""
     import fit
-    from tests.test_footage import to_mp4
 
     root = tmp_path_factory.mktemp("provenance")
-    data = make_demo(root / "data", "avenue", seed=0, n_train=3, n_test=1, n_frames=24, width=160, height=96)
-    normal = root / "normal"
-    normal.mkdir()
-    for path in sorted((data / "training" / "frames").iterdir()):
-        to_mp4(path, normal / f"cam {path.name}.mp4")
+    _, normal = normal_footage(root, 24)
     weights = small_random_checkpoint(root / "small.pt")
     model = root / "camera.vpc"
     assert run_main(fit.main, [normal, "--out", model, "--detector", "motion", "--preset", "avenue",

@@ -13,27 +13,15 @@ import pytest
 from scipy.io import loadmat
 
 from extra.datasets import open_video
-from extra.make_demo import make_demo
 from extra.sources import ClipReader, footage_videos
 from extra.footage_outputs import alarm_intervals
 
-from tests.helpers import small_random_checkpoint
+from tests.helpers import normal_footage, small_random_checkpoint, to_mp4
 
 REPO = Path(__file__).resolve().parent.parent
 CSV_COLUMNS = ("frame", "timestamp", "spatial", "temporal", "highlevel", "fused", "alarm")   # a published model's
 D = 4
 NAMES = ("cam 1 morning", "zz_2", "Lobby 3 east")     # any names; in the datasets' order by their integers
-
-
-def to_mp4(source, path, frames=None):
-    """A video (file or frames) written again as .mp4 (mp4v), optionally only its first ``frames``."""
-    video = open_video(source)
-    images = video.frames_at(range(video.n_raw_frames if frames is None else frames))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, images[0].shape[1::-1])
-    for image in images:
-        writer.write(image)
-    writer.release()
-    return path
 
 
 def command(script, *args):
@@ -51,11 +39,7 @@ def one_error_line(result, pattern):
 def fitted(tmp_path_factory):
     """Normal .mp4 files with arbitrary names, a model fitted on them, a test video and its labels."""
     root = tmp_path_factory.mktemp("footage")
-    data = make_demo(root / "data", "avenue", seed=0, n_train=3, n_test=1, n_frames=40, width=160, height=96)
-    normal = root / "normal"
-    normal.mkdir()
-    for path, name in zip(sorted((data / "training" / "frames").iterdir()), NAMES):
-        to_mp4(path, normal / f"{name}.mp4")
+    data, normal = normal_footage(root, 40, NAMES)
     test = to_mp4(data / "testing" / "frames" / "01", root / "street.mp4")
     labels = np.zeros(40, np.uint8)
     start, end = np.asarray(loadmat(str(data / "avenue.mat"))["gt"][0, 0]).ravel()

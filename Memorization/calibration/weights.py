@@ -18,8 +18,8 @@ Memorization.calibration.heldout), without any test label.
 - **alarm threshold**: the (1 - false-alarm rate) quantile of the total over normal held-out frames;
   ``clip_threshold`` is the same for the unsmoothed total, which scoring clip by clip uses;
 - **support**: how many normal held-out clips the threshold rests on; with fewer than
-  MIN_UNITS_ABOVE of them expected above it (extra.evaluation.alarms), the rate cannot be set (or measured) reliably, and the
-  calibration says so.
+  MIN_UNITS_ABOVE of them expected above it (extra.evaluation.alarms), the rate cannot be set (or
+  measured) reliably, and the calibration says so.
 
 A calibration is plain JSON: it travels in the model file and beside the memory banks.
 """
